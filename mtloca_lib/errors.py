@@ -1,0 +1,8 @@
+"""Errors raised on bad input. Each message names the file and says what to do."""
+
+
+class DataError(ValueError):
+    """Input data is missing, malformed or inconsistent.
+
+    Raised before any output is written, so nothing half-finished is left behind.
+    """

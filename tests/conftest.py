@@ -1,0 +1,32 @@
+"""Shared fixtures. Tests that need the real BUSI subset skip cleanly where it is absent."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def busi_root() -> Path | None:
+    """The shared BUSI subset: $MTLOCA_BUSI_ROOT, else ../shared/data/BUSI/Dataset_BUSI_with_GT."""
+    env = os.environ.get("MTLOCA_BUSI_ROOT")
+    cand = Path(env) if env else REPO.parent / "shared" / "data" / "BUSI" / "Dataset_BUSI_with_GT"
+    return cand if cand.is_dir() else None
+
+
+@pytest.fixture(scope="session")
+def busi_path() -> Path:
+    root = busi_root()
+    if root is None:
+        pytest.skip("shared BUSI subset not found (set MTLOCA_BUSI_ROOT)")
+    return root
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _few_threads():
+    # 2-core machine, tests may run in parallel: keep torch from oversubscribing.
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    yield
