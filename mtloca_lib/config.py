@@ -1,0 +1,207 @@
+"""Run configurations and named profiles.
+
+A :class:`RunConfig` says everything a cross-validation run needs: the data, the
+split protocol, the model (a nested ``ModelConfig`` dict), the optimiser and the
+schedule, seeds and the execution options. It round-trips through JSON/YAML, so a
+run directory's ``config.json`` is enough to rerun it.
+
+Profiles (:data:`PROFILES`) are named sets of overrides:
+
+- ``smoke``: seconds; tiny phantom, tiny model, 2 epochs. For tests and CI.
+- ``cpu``: a documented budget for a 2-core CPU (one configuration's 5-fold run on
+  the 624-image BUSI subset inside 30 minutes).
+- ``paper``: the paper's schedule (Adam 1e-3, batch 16, 400 epochs), meant for a GPU.
+"""
+from __future__ import annotations
+
+import copy
+import dataclasses
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+#: Model presets by short name: the five configurations of the paper's tables.
+MODEL_PRESETS: dict[str, dict[str, Any]] = {
+    "mtl_oca": {"arch": "mtl_oca", "variant": "proposed"},
+    "ablation_no_oca": {"arch": "mtl_oca", "variant": "no_oca"},
+    "ablation_oca_cls_from_mask": {"arch": "mtl_oca", "variant": "oca_cls_from_mask"},
+    "unet_st": {"arch": "unet_st"},
+    "mt_dunet": {"arch": "mt_dunet"},
+}
+
+
+@dataclass
+class RunConfig:
+    """Everything one cross-validation run needs.
+
+    Args:
+        name: a label for tables (defaults to the model preset name).
+        dataset: "phantom", "busi" or "udiat".
+        data_root: folder of the real dataset (None for the phantom).
+        dataset_kwargs: passed to the reader (e.g. the phantom's ``n_per_class``).
+        size: side of the square network input in pixels.
+        sigma: std of the Gaussian (pixels of the resized image) for the derivative channel.
+        protocol: "image" (the paper's image-level stratified folds) or "grouped"
+            (near-duplicates kept in one fold).
+        k: number of folds; ``folds`` restricts the run to some of them.
+        split_seed: seed of the fold assignment (the same for all models compared).
+        model: a ``ModelConfig`` as a dict (see ``mtloca_lib.models.build``).
+        epochs, batch_size, lr, weight_decay: the optimiser schedule (Adam).
+        augment: apply the paper's augmentation during training.
+        seed: seed for initialisation, batch order, augmentation and dropout.
+        deterministic: ask torch for deterministic algorithms.
+        device: "auto" (CUDA, then MPS, then CPU) or a torch device name.
+        amp: "auto", "bf16", "fp16" or "off": autocast precision for training.
+        channels_last: "auto", "on" or "off".
+        num_threads: torch intra-op threads on CPU (None keeps torch's default).
+        eval_batch_size: batch size for evaluation.
+    """
+
+    name: str = "mtl_oca"
+    dataset: str = "phantom"
+    data_root: str | None = None
+    dataset_kwargs: dict = field(default_factory=dict)
+    size: int = 128
+    sigma: float = 1.0
+    protocol: str = "image"
+    k: int = 5
+    folds: list[int] | None = None
+    split_seed: int = 0
+    model: dict = field(default_factory=lambda: dict(MODEL_PRESETS["mtl_oca"]))
+    epochs: int = 30
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    augment: bool = True
+    seed: int = 0
+    deterministic: bool = True
+    device: str = "auto"
+    amp: str = "auto"
+    channels_last: str = "auto"
+    num_threads: int | None = None
+    eval_batch_size: int = 32
+
+    # ---- serialisation -------------------------------------------------
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RunConfig":
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(
+                f"unknown run-config field(s) {unknown}; valid fields are {sorted(known)}"
+            )
+        return cls(**copy.deepcopy(d))
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "RunConfig":
+        """Read a config from a .json or .yaml file."""
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text))
+        return cls.from_dict(json.loads(text))
+
+    def identity(self) -> dict:
+        """The fields that decide a run's results (not where or how fast it runs)."""
+        d = self.to_dict()
+        for k in ("device", "num_threads", "eval_batch_size", "folds", "name"):
+            d.pop(k)
+        return d
+
+    def digest(self) -> str:
+        return hashlib.sha256(
+            json.dumps(self.identity(), sort_keys=True).encode()
+        ).hexdigest()[:16]
+
+
+#: Named profiles: overrides applied on top of the defaults.
+PROFILES: dict[str, dict[str, Any]] = {
+    "smoke": {
+        "size": 64,
+        "epochs": 2,
+        "k": 3,
+        "batch_size": 8,
+        "dataset_kwargs": {"n_per_class": (6, 9, 9)},
+        "model_overrides": {"widths": [8, 16, 32]},
+    },
+    "cpu": {
+        "size": 128,
+        "epochs": 30,
+        "k": 5,
+        "batch_size": 16,
+        "model_overrides": {"widths": [16, 32, 64]},
+    },
+    "paper": {
+        "size": 128,
+        "epochs": 400,
+        "k": 5,
+        "batch_size": 16,
+        "model_overrides": {"widths": [32, 64, 128]},
+    },
+}
+
+
+def _parse_value(text: str) -> Any:
+    """Parse a command-line override value: JSON when it parses, else the string."""
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError:
+        return text
+
+
+def make_config(
+    model: str | dict = "mtl_oca",
+    profile: str = "cpu",
+    overrides: dict[str, Any] | None = None,
+) -> RunConfig:
+    """Build a :class:`RunConfig` from a model preset, a profile and overrides.
+
+    Args:
+        model: a key of :data:`MODEL_PRESETS` or a ``ModelConfig`` dict.
+        profile: a key of :data:`PROFILES`.
+        overrides: field -> value; dotted keys ``model.widths`` reach into the
+            model dict; values may be strings to parse as JSON (command line).
+
+    Raises:
+        ValueError: for an unknown model preset, profile or field.
+    """
+    if profile not in PROFILES:
+        raise ValueError(f"unknown profile {profile!r}; choose one of {sorted(PROFILES)}")
+    if isinstance(model, str):
+        if model not in MODEL_PRESETS:
+            raise ValueError(
+                f"unknown model {model!r}; choose one of {sorted(MODEL_PRESETS)} or pass a dict"
+            )
+        name, model_dict = model, dict(MODEL_PRESETS[model])
+    else:
+        model_dict = dict(model)
+        name = str(model_dict.get("arch", "model"))
+    prof = copy.deepcopy(PROFILES[profile])
+    model_dict.update(prof.pop("model_overrides", {}))
+    cfg = RunConfig(name=name, model=model_dict, **prof).to_dict()
+    cfg.setdefault("dataset_kwargs", {})
+    known = set(cfg)
+    for key, value in (overrides or {}).items():
+        if isinstance(value, str):
+            value = _parse_value(value)
+        if key.startswith("model."):
+            cfg["model"][key.split(".", 1)[1]] = value
+        elif key.startswith("dataset_kwargs."):
+            cfg["dataset_kwargs"][key.split(".", 1)[1]] = value
+        elif key in known:
+            cfg[key] = value
+        else:
+            raise ValueError(f"unknown run-config field {key!r}; valid fields are {sorted(known)}")
+    # Phantom sizes are a default of the smoke profile only; real data ignores them.
+    if cfg["dataset"] != "phantom" and "n_per_class" in cfg["dataset_kwargs"] and profile == "smoke":
+        cfg["dataset_kwargs"].pop("n_per_class")
+    return RunConfig.from_dict(cfg)

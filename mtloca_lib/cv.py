@@ -1,0 +1,220 @@
+"""Cross-validation runs: one call trains and evaluates a config on every fold.
+
+A run directory holds::
+
+    config.json          the full RunConfig (rerunning with a different one is refused)
+    folds.csv            case_id, label, group, fold
+    manifest.json        config, data fingerprint, git commit, packages, hardware, wall times
+    fold_metrics.csv     one row per finished fold
+    predictions.csv      one row per image: probabilities, Dice, IoU, HD95, areas
+    fold<k>/             metrics.json, predictions.csv, pred_masks.npz, history.csv,
+                         model.pt (final weights), checkpoint.pt while the fold runs
+
+Rerunning the same call resumes: finished folds are skipped, a fold that was
+interrupted restarts from its last epoch checkpoint.
+"""
+from __future__ import annotations
+
+import io
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import metrics as M
+from .config import RunConfig
+from .records import PreparedDataset
+from .runio import (
+    atomic_torch_save,
+    atomic_write_bytes,
+    environment_info,
+    git_commit,
+    read_json,
+    write_csv,
+    write_json,
+)
+
+
+class RunConfigMismatch(ValueError):
+    """The run directory already holds a run of another configuration."""
+
+
+def load_data(cfg: RunConfig) -> PreparedDataset:
+    from .datasets import load_prepared
+
+    return load_prepared(cfg.dataset, cfg.data_root, size=cfg.size, **cfg.dataset_kwargs)
+
+
+def fold_table(cfg: RunConfig, data: PreparedDataset) -> pd.DataFrame:
+    """Fold assignment for the run's protocol: case_id, label, group, fold."""
+    from .protocol import assign_folds
+
+    return assign_folds(cfg, data)
+
+
+def _fold_metrics(df: pd.DataFrame, class_names) -> dict:
+    """Summary metrics of one fold's per-image table."""
+    out = {"n": int(len(df))}
+    lesion = df["true_area"] > 0
+    out["dice"] = float(df["dice"].mean())
+    out["iou"] = float(df["iou"].mean())
+    out["dice_lesion"] = float(df.loc[lesion, "dice"].mean()) if lesion.any() else float("nan")
+    out["iou_lesion"] = float(df.loc[lesion, "iou"].mean()) if lesion.any() else float("nan")
+    out["hd95_lesion"] = float(np.nanmean(df.loc[lesion, "hd95"])) if lesion.any() and np.isfinite(df.loc[lesion, "hd95"]).any() else float("nan")
+    if "pred_label" in df:
+        prob = df[[f"prob_{c}" for c in class_names]].to_numpy()
+        cm = M.classification_metrics(df["true_label"].to_numpy(), prob, list(class_names))
+        out["accuracy"] = float(cm["accuracy"])
+        out["balanced_accuracy"] = float(cm.get("balanced_accuracy", np.nan))
+        out["macro_auc"] = float(cm.get("macro_auc", np.nan))
+    return out
+
+
+def run_cv(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+    data: PreparedDataset | None = None,
+) -> pd.DataFrame:
+    """Train and evaluate ``cfg`` on every fold (or ``cfg.folds``), resuming where possible.
+
+    Args:
+        cfg: the run configuration.
+        run_dir: where everything goes (created if needed).
+        log: receives progress lines when not interactive.
+        stop_after_epochs: test hook, see :func:`mtloca_lib.train.train_fold`.
+        data: an already prepared dataset (skips loading; must match ``cfg``).
+
+    Returns:
+        The per-fold metrics table.
+
+    Raises:
+        RunConfigMismatch: ``run_dir`` holds a run of a different configuration.
+    """
+    from .train import StopRequested, evaluate_fold, interactive, select_device, train_fold
+
+    run_dir = Path(run_dir)
+    cfg_path = run_dir / "config.json"
+    if cfg_path.exists():
+        old = RunConfig.from_dict(read_json(cfg_path))
+        if old.digest() != cfg.digest():
+            diff = {
+                k: (old.identity()[k], cfg.identity()[k])
+                for k in cfg.identity()
+                if old.identity()[k] != cfg.identity()[k]
+            }
+            raise RunConfigMismatch(
+                f"{run_dir} already holds a run with a different configuration "
+                f"(differs in {diff}); choose another run directory or delete it"
+            )
+    data = data if data is not None else load_data(cfg)
+    folds = fold_table(cfg, data)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    write_json(cfg_path, cfg.to_dict())
+    write_csv(run_dir / "folds.csv", folds)
+
+    manifest_path = run_dir / "manifest.json"
+    manifest = read_json(manifest_path) if manifest_path.exists() else {}
+    device = str(select_device(cfg.device))
+    manifest.update(
+        {
+            "config": cfg.to_dict(),
+            "config_digest": cfg.digest(),
+            "data": {
+                "name": data.name,
+                "fingerprint": data.fingerprint,
+                "n_images": len(data),
+                "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
+                "params": data.params,
+            },
+            "git": git_commit(),
+            "environment": environment_info(device),
+        }
+    )
+    manifest.setdefault("folds", {})
+    write_json(manifest_path, manifest)
+
+    wanted = cfg.folds if cfg.folds is not None else list(range(cfg.k))
+    fold_ids = folds["fold"].to_numpy()
+    iterator = wanted
+    if interactive():
+        from tqdm.auto import tqdm
+
+        iterator = tqdm(wanted, desc=f"{cfg.name} folds", unit="fold")
+    for fold in iterator:
+        fdir = run_dir / f"fold{fold}"
+        if (fdir / "metrics.json").exists():
+            log(f"fold {fold}: finished earlier, skipped")
+            continue
+        t0 = time.perf_counter()
+        train_idx = np.flatnonzero(fold_ids != fold)
+        test_idx = np.flatnonzero(fold_ids == fold)
+        log(f"fold {fold}: {len(train_idx)} train / {len(test_idx)} test images")
+        model, history = train_fold(
+            cfg, data, train_idx, fdir / "checkpoint.pt", fold, log=log,
+            stop_after_epochs=stop_after_epochs,
+        )
+        per_image, pred_masks = evaluate_fold(model, cfg, data, test_idx, fold)
+        metrics = _fold_metrics(per_image, data.class_names)
+        write_csv(fdir / "predictions.csv", per_image)
+        write_csv(fdir / "history.csv", pd.DataFrame(history))
+        buf = io.BytesIO()
+        np.savez_compressed(
+            buf,
+            case_ids=np.array(per_image["case_id"].tolist()),
+            packed=np.packbits(pred_masks.astype(bool), axis=-1),
+            shape=np.array(pred_masks.shape),
+        )
+        atomic_write_bytes(fdir / "pred_masks.npz", buf.getvalue())
+        atomic_torch_save(
+            fdir / "model.pt",
+            {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+             "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
+        )
+        wall = time.perf_counter() - t0
+        metrics["wall_seconds_this_call"] = round(wall, 2)
+        write_json(fdir / "metrics.json", metrics)  # written last: marks the fold finished
+        (fdir / "checkpoint.pt").unlink(missing_ok=True)
+        manifest["folds"][str(fold)] = {
+            "wall_seconds": round(wall, 2),
+            "epochs": cfg.epochs,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        write_json(manifest_path, manifest)
+        log(f"fold {fold}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+    return collect(run_dir)
+
+
+def collect(run_dir: str | Path) -> pd.DataFrame:
+    """Combine finished folds into ``fold_metrics.csv`` and ``predictions.csv``."""
+    run_dir = Path(run_dir)
+    rows, preds = [], []
+    for fdir in sorted(run_dir.glob("fold*/"), key=lambda p: int(p.name[4:])):
+        if (fdir / "metrics.json").exists():
+            m = read_json(fdir / "metrics.json")
+            m.pop("wall_seconds_this_call", None)
+            rows.append({"fold": int(fdir.name[4:]), **m})
+            preds.append(pd.read_csv(fdir / "predictions.csv"))
+    table = pd.DataFrame(rows)
+    if rows:
+        write_csv(run_dir / "fold_metrics.csv", table)
+        write_csv(run_dir / "predictions.csv", pd.concat(preds, ignore_index=True))
+    return table
+
+
+def load_predictions(run_dir: str | Path) -> pd.DataFrame:
+    return pd.read_csv(Path(run_dir) / "predictions.csv")
+
+
+def load_pred_masks(run_dir: str | Path) -> dict[str, np.ndarray]:
+    """case_id -> predicted mask (uint8 (S, S)) over all finished folds."""
+    out = {}
+    for f in sorted(Path(run_dir).glob("fold*/pred_masks.npz")):
+        z = np.load(f)
+        masks = np.unpackbits(z["packed"], axis=-1)[..., : int(z["shape"][-1])]
+        out.update(dict(zip(z["case_ids"].tolist(), masks)))
+    return out

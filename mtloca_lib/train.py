@@ -1,0 +1,321 @@
+"""Training and evaluation of one fold: the loop every notebook and the CLI call.
+
+The loop is deliberately plain: Adam, a fixed number of epochs, the paper's
+augmentation applied on the fly (batched, on the training device), the
+Gaussian-derivative channel computed from the augmented image, a checkpoint after
+every epoch (atomic), and evaluation of the final model on the held-out fold.
+"""
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import torch
+
+from . import metrics as M
+from .augment import augment_then_input
+from .config import RunConfig
+from .losses import MultiTaskLoss
+from .models.build import ModelConfig, build_model
+from .preprocess import make_input
+from .records import PreparedDataset
+from .runio import atomic_torch_save
+
+
+class StopRequested(RuntimeError):
+    """Raised by the ``stop_after_epochs`` hook (used to test resume)."""
+
+
+# ---------------------------------------------------------------- execution options
+def select_device(name: str = "auto") -> torch.device:
+    """CUDA, then Apple MPS, then CPU for ``"auto"``; otherwise the named device."""
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    dev = torch.device(name)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r} requested but CUDA is not available; use device='cpu'")
+    return dev
+
+
+def cpu_has_fast_bf16() -> bool:
+    """True where the CPU has native bf16 matrix units (AVX512-BF16 or AMX)."""
+    cpu = getattr(torch, "cpu", None)
+    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
+        fn = getattr(cpu, probe, None)
+        if fn is not None and fn():
+            return True
+    return False
+
+
+def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype for training, or None for plain fp32.
+
+    ``"auto"`` enables bf16 only where it was measured faster (see docs/benchmarks.md):
+    CUDA devices with bf16 support and CPUs with native bf16 units.
+    """
+    if amp == "off":
+        return None
+    if amp == "bf16":
+        return torch.bfloat16
+    if amp == "fp16":
+        return torch.float16
+    if amp != "auto":
+        raise ValueError(f"amp must be 'auto', 'bf16', 'fp16' or 'off', not {amp!r}")
+    if device.type == "cuda":
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.type == "cpu" and cpu_has_fast_bf16():
+        return torch.bfloat16
+    return None
+
+
+def use_channels_last(option: str, device: torch.device) -> bool:
+    if option == "on":
+        return True
+    if option == "off":
+        return False
+    return device.type == "cuda"
+
+
+def seed_everything(seed: int, deterministic: bool) -> None:
+    """Seed torch and numpy; optionally ask for deterministic kernels."""
+    torch.manual_seed(seed)
+    np.random.seed(seed % 2**32)
+    if deterministic:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
+        torch.use_deterministic_algorithms(True, warn_only=True)
+        torch.backends.cudnn.benchmark = False
+        if hasattr(torch.backends, "cudnn"):
+            torch.backends.cudnn.deterministic = True
+
+
+def interactive() -> bool:
+    """Progress bars in a terminal; one plain line per epoch elsewhere (papermill, CI)."""
+    return sys.stderr.isatty() and not os.environ.get("CI")
+
+
+# ---------------------------------------------------------------- training
+@dataclass
+class FoldTensors:
+    """A fold's data as tensors on the training device."""
+
+    images: torch.Tensor  # (N, 1, S, S) float32 in [0, 1]
+    masks: torch.Tensor  # (N, 1, S, S) float32 in {0, 1}
+    labels: torch.Tensor  # (N,) int64
+
+    @classmethod
+    def from_prepared(cls, data: PreparedDataset, index, device) -> "FoldTensors":
+        index = np.asarray(index)
+        return cls(
+            images=torch.from_numpy(data.images[index]).unsqueeze(1).float().to(device),
+            masks=torch.from_numpy(data.masks[index]).unsqueeze(1).float().to(device),
+            labels=torch.from_numpy(data.labels[index]).long().to(device),
+        )
+
+
+def _in_channels(cfg: RunConfig) -> int:
+    return int(cfg.model.get("in_channels", 2))
+
+
+def network_inputs(images: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
+    """(B,1,S,S) images -> (B,C,S,S) network input (image [+ derivative channel])."""
+    x = make_input(images, cfg.sigma)
+    return x[:, : _in_channels(cfg)]
+
+
+def build_for_run(cfg: RunConfig, n_classes: int) -> torch.nn.Module:
+    mc = dict(cfg.model)
+    mc.setdefault("n_classes", n_classes)
+    mc.setdefault("in_channels", 2)
+    return build_model(ModelConfig.from_dict(mc))
+
+
+def train_fold(
+    cfg: RunConfig,
+    data: PreparedDataset,
+    train_index,
+    checkpoint_path: str | Path,
+    fold: int,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+) -> tuple[torch.nn.Module, list[dict]]:
+    """Train one fold, resuming from ``checkpoint_path`` when it exists.
+
+    Args:
+        cfg: the run configuration.
+        data: the prepared dataset (all cases); ``train_index`` selects the training cases.
+        checkpoint_path: written atomically after every epoch; removed by the caller
+            once the fold is finished.
+        fold: fold number (decides the fold's seed).
+        log: where the one-line-per-epoch messages go when not interactive.
+        stop_after_epochs: test hook: raise :class:`StopRequested` once this many
+            epochs are done in this call (simulates a killed run).
+
+    Returns:
+        The trained model (eval mode) and the per-epoch history.
+    """
+    device = select_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    fold_seed = cfg.seed * 1000 + fold
+    seed_everything(fold_seed, cfg.deterministic)
+    model = build_for_run(cfg, len(data.class_names)).to(device)
+    channels_last = use_channels_last(cfg.channels_last, device)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)
+    optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    loss_fn = MultiTaskLoss(**cfg.model.get("loss", {})) if isinstance(cfg.model.get("loss"), dict) else MultiTaskLoss()
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
+    gen.manual_seed(fold_seed)
+    start_epoch, history = 0, []
+
+    checkpoint_path = Path(checkpoint_path)
+    if checkpoint_path.exists():
+        state = torch.load(checkpoint_path, map_location=device, weights_only=False)
+        model.load_state_dict(state["model"])
+        optim.load_state_dict(state["optim"])
+        gen.set_state(state["generator"].to(gen.device) if gen.device.type != "cpu" else state["generator"])
+        torch.set_rng_state(state["torch_rng"])
+        start_epoch, history = state["epoch"], state["history"]
+        log(f"fold {fold}: resuming from epoch {start_epoch} ({checkpoint_path.name})")
+
+    train = FoldTensors.from_prepared(data, train_index, device)
+    n = len(train.labels)
+    bs = min(cfg.batch_size, n)
+    steps = n // bs  # drop the last incomplete batch (GroupNorm is fine either way)
+
+    epochs = range(start_epoch, cfg.epochs)
+    bar = None
+    if interactive():
+        from tqdm.auto import tqdm
+
+        bar = tqdm(epochs, desc=f"fold {fold}", unit="epoch", leave=False)
+        epochs = bar
+    done_here = 0
+    for epoch in epochs:
+        model.train()
+        t0 = time.perf_counter()
+        sums: dict[str, float] = {}
+        perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
+        for s in range(steps):
+            idx = perm[s * bs : (s + 1) * bs]
+            images, masks, labels = train.images[idx], train.masks[idx], train.labels[idx]
+            if cfg.augment:
+                x, y = augment_then_input(images, masks, gen, sigma=cfg.sigma)
+                x = x[:, : _in_channels(cfg)]
+            else:
+                x, y = network_inputs(images, cfg), masks[:, 0].long()
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            ctx = (
+                torch.autocast(device_type=device.type, dtype=amp_dtype)
+                if amp_dtype is not None
+                else contextlib.nullcontext()
+            )
+            with ctx:
+                out = model(x)
+            out = {k: v.float() for k, v in out.items()}
+            loss, terms = loss_fn(out, y, labels)
+            optim.zero_grad(set_to_none=True)
+            loss.backward()
+            optim.step()
+            for k, v in terms.items():
+                sums[k] = sums.get(k, 0.0) + float(v)
+        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
+        record.update({k: v / max(steps, 1) for k, v in sums.items()})
+        history.append(record)
+        atomic_torch_save(
+            checkpoint_path,
+            {
+                "epoch": epoch + 1,
+                "model": model.state_dict(),
+                "optim": optim.state_dict(),
+                "generator": gen.get_state(),
+                "torch_rng": torch.get_rng_state(),
+                "history": history,
+            },
+        )
+        msg = " ".join(
+            f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")
+        )
+        if bar is not None:
+            bar.set_postfix_str(msg)
+        else:
+            log(f"fold {fold} epoch {epoch + 1}/{cfg.epochs} {msg} ({record['seconds']:.1f}s)")
+        done_here += 1
+        if stop_after_epochs is not None and done_here >= stop_after_epochs and epoch + 1 < cfg.epochs:
+            raise StopRequested(f"stopped after {done_here} epoch(s) as requested")
+    model.eval()
+    return model, history
+
+
+# ---------------------------------------------------------------- evaluation
+@torch.no_grad()
+def predict_arrays(
+    model: torch.nn.Module, images: np.ndarray, cfg: RunConfig, device=None, batch_size: int | None = None
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """Predicted lesion masks and class probabilities for prepared images.
+
+    Args:
+        images: float32 (N, S, S) in [0, 1].
+
+    Returns:
+        masks uint8 (N, S, S) and class probabilities float32 (N, n_classes), or
+        None for a model without a classification output.
+    """
+    device = device or next(model.parameters()).device
+    model.eval()
+    bs = batch_size or cfg.eval_batch_size
+    masks, probs = [], []
+    for i in range(0, len(images), bs):
+        x = torch.from_numpy(images[i : i + bs]).unsqueeze(1).float().to(device)
+        out = model(network_inputs(x, cfg))
+        masks.append(out["seg"].argmax(1).to(torch.uint8).cpu().numpy())
+        if "cls" in out:
+            probs.append(torch.softmax(out["cls"].float(), 1).cpu().numpy())
+    return np.concatenate(masks), (np.concatenate(probs) if probs else None)
+
+
+def evaluate_fold(model, cfg: RunConfig, data: PreparedDataset, test_index, fold: int):
+    """Per-image results of one fold as a DataFrame, plus the predicted masks.
+
+    Columns: case_id, fold, true_label, true_class, prob_<class>..., pred_label,
+    pred_class, dice, iou, hd95, true_area, pred_area (pixels at network size),
+    lesion_area_native.
+    """
+    import pandas as pd
+
+    test_index = np.asarray(test_index)
+    images, truth = data.images[test_index], data.masks[test_index]
+    pred_masks, probs = predict_arrays(model, images, cfg)
+    seg = M.segmentation_per_image(pred_masks, truth)
+    df = pd.DataFrame(
+        {
+            "case_id": [data.case_ids[i] for i in test_index],
+            "fold": fold,
+            "true_label": data.labels[test_index],
+            "true_class": [data.class_names[c] for c in data.labels[test_index]],
+        }
+    )
+    if probs is not None:
+        for j, name in enumerate(data.class_names):
+            df[f"prob_{name}"] = probs[:, j]
+        df["pred_label"] = probs.argmax(1)
+        df["pred_class"] = [data.class_names[c] for c in df["pred_label"]]
+    for col in ("dice", "iou", "hd95"):
+        df[col] = np.asarray(seg[col], dtype=float)
+    df["true_area"] = truth.reshape(len(truth), -1).sum(1)
+    df["pred_area"] = pred_masks.reshape(len(pred_masks), -1).sum(1)
+    df["lesion_area_native"] = data.lesion_area_px[test_index]
+    return df, pred_masks
