@@ -1,0 +1,199 @@
+"""Command line: ``mtloca train | evaluate | predict | summary | data | benchmark``.
+
+Run ``mtloca <command> --help`` for every option. Examples::
+
+    mtloca train --model mtl_oca --profile cpu --dataset busi \\
+        --data ../shared/data/BUSI/Dataset_BUSI_with_GT --protocol grouped --run-dir runs/busi/mtl_oca
+    mtloca summary runs/busi/mtl_oca runs/busi/unet_st
+    mtloca predict --weights runs/busi/mtl_oca/fold0/model.pt --out preds/ image1.png image2.png
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from .errors import DataError
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    from .config import MODEL_PRESETS, PROFILES
+
+    p.add_argument("--model", default="mtl_oca", choices=sorted(MODEL_PRESETS),
+                   help="model preset: the paper's MTL-OCA, its two ablation variants, UNet (ST) or MT-DUNet (default: %(default)s)")
+    p.add_argument("--profile", default="cpu", choices=sorted(PROFILES),
+                   help="smoke: seconds, for tests; cpu: a 2-core CPU budget; paper: the paper's 400-epoch schedule for a GPU (default: %(default)s)")
+    p.add_argument("--config", type=Path, default=None,
+                   help="a RunConfig JSON/YAML file (e.g. a run's config.json); replaces --model/--profile")
+    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat"],
+                   help="data source (default: $MTLOCA_DATASET or phantom)")
+    p.add_argument("--data", default=None,
+                   help="dataset root: BUSI's Dataset_BUSI_with_GT folder or UDIAT's folder (default: $MTLOCA_DATA)")
+    p.add_argument("--protocol", default=None, choices=["image", "grouped"],
+                   help="image: the paper's image-level stratified folds; grouped: near-duplicates kept in one fold")
+    p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
+    p.add_argument("--device", default=None, help="auto (CUDA, MPS, CPU), cpu, cuda, cuda:1, mps")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
+                   help="override any RunConfig field, e.g. --set epochs=5 --set model.widths=[8,16,32] (repeatable)")
+
+
+def _config_from_args(args):
+    import os
+
+    from .config import RunConfig, make_config
+
+    overrides = {}
+    for item in args.overrides:
+        if "=" not in item:
+            raise SystemExit(f"--set expects FIELD=VALUE, got {item!r}")
+        k, v = item.split("=", 1)
+        overrides[k.strip()] = v
+    dataset = args.dataset or os.environ.get("MTLOCA_DATASET") or "phantom"
+    data_root = args.data or os.environ.get("MTLOCA_DATA") or None
+    for key, value in (("dataset", dataset), ("data_root", data_root), ("protocol", args.protocol),
+                       ("seed", args.seed), ("device", args.device)):
+        if value is not None:
+            overrides.setdefault(key, value if not isinstance(value, str) else json.dumps(value))
+    if args.config is not None:
+        base = RunConfig.load(args.config).to_dict()
+        for k, v in overrides.items():
+            from .config import _parse_value
+
+            v = _parse_value(v) if isinstance(v, str) else v
+            if k.startswith("model."):
+                base["model"][k[6:]] = v
+            else:
+                base[k] = v
+        return RunConfig.from_dict(base)
+    return make_config(args.model, args.profile, overrides)
+
+
+def cmd_train(args) -> int:
+    from .cv import run_cv
+
+    cfg = _config_from_args(args)
+    run_dir = args.run_dir or Path("runs") / cfg.dataset / cfg.protocol / f"{cfg.name}-seed{cfg.seed}"
+    print(f"run directory: {run_dir}")
+    table = run_cv(cfg, run_dir)
+    print(table.to_string(index=False))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    """Recompute the per-image metrics of a run from its saved fold models."""
+    import numpy as np
+    import pandas as pd
+    import torch
+
+    from .config import RunConfig
+    from .cv import _fold_metrics, fold_table, load_data
+    from .train import build_for_run, evaluate_fold
+
+    run_dir = Path(args.run_dir)
+    if not (run_dir / "config.json").exists():
+        raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
+    cfg = RunConfig.load(run_dir / "config.json")
+    data = load_data(cfg)
+    folds = fold_table(cfg, data)
+    rows = []
+    for fdir in sorted(run_dir.glob("fold*/model.pt")):
+        fold = int(fdir.parent.name[4:])
+        model = build_for_run(cfg, len(data.class_names))
+        model.load_state_dict(torch.load(fdir, map_location="cpu", weights_only=False)["model"])
+        test_idx = np.flatnonzero(folds["fold"].to_numpy() == fold)
+        df, _ = evaluate_fold(model.eval(), cfg, data, test_idx, fold)
+        rows.append({"fold": fold, **_fold_metrics(df, data.class_names)})
+    table = pd.DataFrame(rows)
+    print(table.to_string(index=False))
+    return 0
+
+
+def cmd_summary(args) -> int:
+    from .report import run_summary
+
+    table = run_summary(args.run_dirs)
+    print(table.to_string())
+    return 0
+
+
+def cmd_data(args) -> int:
+    from .datasets import load_raw
+    from .summary import data_summary
+
+    ns = argparse.Namespace(dataset=args.dataset, data=args.data)
+    import os
+
+    name = ns.dataset or os.environ.get("MTLOCA_DATASET") or "phantom"
+    raw = load_raw(name, ns.data or os.environ.get("MTLOCA_DATA"))
+    print(data_summary(raw).to_string())
+    return 0
+
+
+def cmd_predict(args) -> int:
+    from .predict import predict_files
+
+    result = predict_files(args.images, args.weights, args.out)
+    print(result.to_string(index=False))
+    return 0
+
+
+def cmd_benchmark(args) -> int:
+    from .benchmark import main as bench_main
+
+    return bench_main(args)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="mtloca",
+        description="MTL-OCA for breast ultrasound: cross-validated training, evaluation and prediction.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    p = sub.add_parser("train", help="train and evaluate a model config under k-fold cross-validation (resumable)")
+    _add_run_options(p)
+    p.add_argument("--run-dir", type=Path, default=None,
+                   help="output folder; rerunning the same command there resumes (default: runs/<dataset>/<protocol>/<model>-seed<seed>)")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", help="recompute a run's metrics from its saved fold models")
+    p.add_argument("run_dir", type=Path, help="a run directory written by `mtloca train`")
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("summary", help="mean +- std over folds of one or more runs")
+    p.add_argument("run_dirs", nargs="+", type=Path, help="run directories")
+    p.set_defaults(func=cmd_summary)
+
+    p = sub.add_parser("data", help="the data summary (the paper's Table 1) of a dataset")
+    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat"])
+    p.add_argument("--data", default=None, help="dataset root")
+    p.set_defaults(func=cmd_data)
+
+    p = sub.add_parser("predict", help="segment and classify image files with a trained model")
+    p.add_argument("images", nargs="+", type=Path, help="PNG/JPEG/BMP/TIFF ultrasound images")
+    p.add_argument("--weights", type=Path, required=True, help="a fold's model.pt from a run directory")
+    p.add_argument("--out", type=Path, default=Path("predictions"),
+                   help="output folder for <name>_mask.png, <name>_overlay.png and probabilities.csv (default: %(default)s)")
+    p.set_defaults(func=cmd_predict)
+
+    p = sub.add_parser("benchmark", help="training/inference throughput against the machine's matmul roofline")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, seconds (for tests)")
+    p.add_argument("--out", type=Path, default=Path("docs/benchmark_results"),
+                   help="folder for the CSV/Markdown results (default: %(default)s)")
+    p.set_defaults(func=cmd_benchmark)
+    return parser
+
+
+def main(argv=None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except (DataError, ValueError, FileNotFoundError) as e:
+        print(f"mtloca {args.command}: error: {e}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())
