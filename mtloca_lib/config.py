@@ -64,7 +64,7 @@ class RunConfig:
     data_root: str | None = None
     dataset_kwargs: dict = field(default_factory=dict)
     size: int = 128
-    sigma: float = 1.0
+    sigma: float = 2.0
     protocol: str = "image"
     k: int = 5
     folds: list[int] | None = None
