@@ -49,6 +49,8 @@ class RunConfig:
         split_seed: seed of the fold assignment (the same for all models compared).
         model: a ``ModelConfig`` as a dict (see ``mtloca_lib.models.build``).
         epochs, batch_size, lr, weight_decay: the optimiser schedule (Adam).
+        loss: keyword arguments of ``mtloca_lib.losses.MultiTaskLoss`` (alpha = 0.4 as
+            in the paper; class weights or focal loss optional).
         augment: apply the paper's augmentation during training.
         seed: seed for initialisation, batch order, augmentation and dropout.
         deterministic: ask torch for deterministic algorithms.
@@ -74,6 +76,7 @@ class RunConfig:
     batch_size: int = 16
     lr: float = 1e-3
     weight_decay: float = 0.0
+    loss: dict = field(default_factory=lambda: {"alpha": 0.4})
     augment: bool = True
     seed: int = 0
     deterministic: bool = True
@@ -195,6 +198,8 @@ def make_config(
             value = _parse_value(value)
         if key.startswith("model."):
             cfg["model"][key.split(".", 1)[1]] = value
+        elif key.startswith("loss."):
+            cfg["loss"][key.split(".", 1)[1]] = value
         elif key.startswith("dataset_kwargs."):
             cfg["dataset_kwargs"][key.split(".", 1)[1]] = value
         elif key in known:

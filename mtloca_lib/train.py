@@ -174,7 +174,7 @@ def train_fold(
     if channels_last:
         model = model.to(memory_format=torch.channels_last)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = MultiTaskLoss(**cfg.model.get("loss", {})) if isinstance(cfg.model.get("loss"), dict) else MultiTaskLoss()
+    loss_fn = MultiTaskLoss(**cfg.loss)
     amp_dtype = autocast_dtype(cfg.amp, device)
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
     gen.manual_seed(fold_seed)
