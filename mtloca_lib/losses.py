@@ -1,0 +1,142 @@
+"""The multi-task loss of MTL-OCA (paper Eqs. 4-5) for every model's output dict.
+
+    L = cls_weight * L_cls + alpha * L_soft + L_aug,  alpha = 0.4,
+
+every term a cross-entropy. Terms are named after the output keys they read:
+
+- "seg": the final mask "seg" (the paper's L_aug; for models without OCA, the
+  only segmentation term);
+- "seg_soft": the soft object regions "seg_soft" (L_soft; OCA models only);
+- "cls": the classification logits "cls" (L_cls; when the model has them and
+  labels are given).
+
+For the imbalance the paper's discussion mentions, the classification term can
+use class weights and/or a focal loss (Lin et al., ICCV 2017); both are off by
+default, which is the paper's plain cross-entropy.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+def focal_cross_entropy(logits: torch.Tensor, target: torch.Tensor, gamma: float = 0.0,
+                        weight: torch.Tensor | None = None) -> torch.Tensor:
+    """Focal loss ``-(1 - p_t)^gamma log p_t``, averaged like weighted cross-entropy.
+
+    With ``gamma = 0`` this is exactly ``F.cross_entropy(logits, target, weight)``
+    (with class weights, the mean is ``sum_n w_{y_n} l_n / sum_n w_{y_n}``).
+
+    Args:
+        logits: (N, C) or (N, C, H, W).
+        target: (N,) or (N, H, W) integer classes.
+        gamma: focusing parameter, >= 0.
+        weight: optional (C,) class weights.
+
+    Returns:
+        scalar loss.
+    """
+    log_p = F.log_softmax(logits, dim=1)
+    log_pt = log_p.gather(1, target.unsqueeze(1)).squeeze(1)
+    loss = -log_pt
+    if gamma:
+        loss = loss * (1.0 - log_pt.exp()).clamp(min=0.0).pow(gamma)
+    if weight is None:
+        return loss.mean()
+    w = weight.to(logits.dtype)[target]
+    return (w * loss).sum() / w.sum()
+
+
+def inverse_frequency_weights(labels: Sequence[int] | np.ndarray, n_classes: int) -> torch.Tensor:
+    """Class weights ``N / (n_classes * count_c)`` ("balanced"); absent classes get 0.
+
+    Args:
+        labels: training labels.
+        n_classes: number of classes.
+
+    Returns:
+        (n_classes,) float32 tensor.
+    """
+    counts = np.bincount(np.asarray(labels, dtype=np.int64), minlength=n_classes).astype(np.float64)
+    weights = np.where(counts > 0, counts.sum() / (n_classes * np.maximum(counts, 1)), 0.0)
+    return torch.as_tensor(weights, dtype=torch.float32)
+
+
+def _mask_target(masks: torch.Tensor) -> torch.Tensor:
+    """(B, H, W) or (B, 1, H, W) masks in {0, 1} (bool, int or float) -> (B, H, W) long."""
+    if masks.dim() == 4:
+        if masks.shape[1] != 1:
+            raise ValueError(f"masks must be (B, H, W) or (B, 1, H, W), got {tuple(masks.shape)}")
+        masks = masks[:, 0]
+    if masks.is_floating_point():
+        masks = masks > 0.5
+    return masks.long()
+
+
+class MultiTaskLoss(nn.Module):
+    """L = cls_weight * L_cls + alpha * L_soft + L_seg over a model's output dict.
+
+    Args:
+        alpha: weight of the soft-object-region term (paper: 0.4).
+        cls_weight: weight of the classification term (paper: 1).
+        class_weights: optional (n_classes,) weights for the classification term
+            (e.g. :func:`inverse_frequency_weights`); default off.
+        focal_gamma: > 0 switches the classification term to a focal loss; 0
+            (default) is cross-entropy.
+
+    Args (forward):
+        outputs: the model's dict: "seg" (B, 2, H, W), optionally "seg_soft"
+            (B, 2, H, W) and "cls" (B, n_classes).
+        masks: (B, H, W) or (B, 1, H, W) lesion masks in {0, 1}.
+        labels: (B,) class indices, or None to skip the classification term.
+
+    Returns:
+        (total, terms): the scalar loss to backpropagate, and a dict of detached
+        Python floats, keys among "seg", "seg_soft", "cls" and always "total".
+    """
+
+    def __init__(self, alpha: float = 0.4, cls_weight: float = 1.0,
+                 class_weights: Sequence[float] | torch.Tensor | None = None,
+                 focal_gamma: float = 0.0):
+        super().__init__()
+        if focal_gamma < 0:
+            raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        self.alpha = float(alpha)
+        self.cls_weight = float(cls_weight)
+        self.focal_gamma = float(focal_gamma)
+        weights = None if class_weights is None else torch.as_tensor(class_weights,
+                                                                     dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def terms(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
+              labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
+        """The unweighted loss terms as tensors (still in the graph), by name."""
+        target = _mask_target(masks).to(outputs["seg"].device)
+        terms = {"seg": F.cross_entropy(outputs["seg"], target)}
+        if "seg_soft" in outputs:
+            terms["seg_soft"] = F.cross_entropy(outputs["seg_soft"], target)
+        if "cls" in outputs and labels is not None:
+            logits = outputs["cls"]
+            terms["cls"] = focal_cross_entropy(logits, labels.long().to(logits.device),
+                                               self.focal_gamma, self.class_weights)
+        return terms
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
+                labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        terms = self.terms(outputs, masks, labels)
+        total = terms["seg"]
+        if "seg_soft" in terms:
+            total = total + self.alpha * terms["seg_soft"]
+        if "cls" in terms:
+            total = total + self.cls_weight * terms["cls"]
+        logged = {name: float(value.detach()) for name, value in terms.items()}
+        logged["total"] = float(total.detach())
+        return total, logged
+
+    def extra_repr(self) -> str:
+        return (f"alpha={self.alpha}, cls_weight={self.cls_weight}, "
+                f"focal_gamma={self.focal_gamma}, class_weights={self.class_weights}")

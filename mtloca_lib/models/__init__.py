@@ -1,0 +1,41 @@
+"""Models: the Res-UNet backbone, object contextual attention, the classification
+head, MTL-OCA (and its ablation variants), UNet (ST) and MT-DUNet.
+
+Every model's ``forward(x)`` returns a dict: "seg" (B, 2, H, W) final mask
+logits; "seg_soft" (B, 2, H, W) soft-object-region logits (OCA models only);
+"cls" (B, n_classes) logits (absent for a pure segmenter). ``model.gradcam_layer``
+names the module whose output is the classification head's input map;
+:func:`gradcam_module` returns it.
+"""
+from __future__ import annotations
+
+from torch import nn
+
+from .blocks import GlobalPool, GradientStop, group_count
+from .build import ARCHS, ModelConfig, build_model
+from .heads import ClassificationHead
+from .mt_dunet import MTDUNet
+from .mtl_oca import MTLOCA, MTLOCA_VARIANTS
+from .oca import ObjectContextualAttention, PixelRegionAttention, RegionGather
+from .resunet import ResUNet, UNetBackbone
+from .unet import UNetST
+
+
+def gradcam_module(model: nn.Module) -> nn.Module:
+    """The module whose output the classification head reads (for Grad-CAM hooks).
+
+    Raises:
+        ValueError: when the model has no classification head.
+    """
+    name = getattr(model, "gradcam_layer", None)
+    if not name:
+        raise ValueError(f"{type(model).__name__} has no classification head to explain")
+    return model.get_submodule(name)
+
+
+__all__ = [
+    "ARCHS", "MTLOCA_VARIANTS", "ModelConfig", "build_model", "gradcam_module",
+    "MTLOCA", "UNetST", "MTDUNet", "ResUNet", "UNetBackbone", "ObjectContextualAttention",
+    "RegionGather", "PixelRegionAttention", "ClassificationHead", "GlobalPool",
+    "GradientStop", "group_count",
+]

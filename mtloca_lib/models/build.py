@@ -1,0 +1,181 @@
+"""Name a model by a plain config: :class:`ModelConfig` and :func:`build_model`.
+
+A ``ModelConfig`` round-trips through a dict (and so through JSON or YAML)::
+
+    cfg = ModelConfig(arch="mtl_oca", variant="no_oca", widths=(8, 16, 32))
+    model = build_model(cfg)                   # or build_model(cfg.to_dict())
+    assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+"""
+from __future__ import annotations
+
+import dataclasses
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from .blocks import POOL_MODES
+from .mt_dunet import MTDUNet
+from .mtl_oca import MTLOCA_VARIANTS, MTLOCA
+from .unet import UNetST
+
+#: Allowed values of ``ModelConfig.arch``.
+ARCHS = ("mtl_oca", "unet_st", "mt_dunet")
+
+
+@dataclass
+class ModelConfig:
+    """Everything needed to build one model.
+
+    Args:
+        arch: "mtl_oca" (:class:`MTLOCA`), "unet_st" (:class:`UNetST`) or
+            "mt_dunet" (:class:`MTDUNet`).
+        variant: mtl_oca only: "proposed" (default), "no_oca" or
+            "oca_cls_from_mask" (the paper's Table 6 configurations 3, 1, 2).
+            Must stay None for the other archs.
+        n_classes: classification outputs (3 for BUSI and the phantom, 2 for UDIAT).
+        in_channels: 2 (image + Gaussian-derivative magnitude) or 1 (image only).
+        widths: encoder widths per level, full resolution first; the input side
+            must be divisible by 2 ** len(widths) (8 for three levels).
+        bottleneck_width: width of the bottleneck (None: 2 * widths[-1]).
+        gn_groups: maximum GroupNorm groups (a width that is not divisible gets
+            its largest divisor below this).
+        cls_pool: how the classification head turns a map into a vector:
+            "avg", "max" or "avgmax" (both, concatenated).
+        cls_hidden: hidden width of the two-layer classification MLP.
+        dropout: dropout in the classification MLP.
+        key_channels: mtl_oca with OCA only: d of the pixel-region relation
+            (None: widths[0]).
+        dense_layers: mt_dunet only: layers per dense block.
+        cls_probe: unet_st only: attach the detached classification probe.
+    """
+
+    arch: str = "mtl_oca"
+    variant: str | None = None
+    n_classes: int = 3
+    in_channels: int = 2
+    widths: tuple[int, ...] = (16, 32, 64)
+    bottleneck_width: int | None = None
+    gn_groups: int = 8
+    cls_pool: str = "avgmax"
+    cls_hidden: int = 64
+    dropout: float = 0.1
+    key_channels: int | None = None
+    dense_layers: int = 3
+    cls_probe: bool = True
+
+    def __post_init__(self) -> None:
+        self.widths = tuple(int(w) for w in self.widths)
+        if self.arch not in ARCHS:
+            raise ValueError(f"unknown arch {self.arch!r}; choose one of {ARCHS}")
+        if self.arch == "mtl_oca":
+            if self.variant is not None and self.variant not in MTLOCA_VARIANTS:
+                raise ValueError(
+                    f"unknown mtl_oca variant {self.variant!r}; choose one of {MTLOCA_VARIANTS}"
+                )
+        elif self.variant is not None:
+            raise ValueError(
+                f"variant={self.variant!r} only applies to arch='mtl_oca' (got arch={self.arch!r}); "
+                "leave it out"
+            )
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be positive integers, got {self.widths}")
+        positive = {"n_classes": self.n_classes, "in_channels": self.in_channels,
+                    "gn_groups": self.gn_groups, "cls_hidden": self.cls_hidden,
+                    "dense_layers": self.dense_layers}
+        for name in ("bottleneck_width", "key_channels"):
+            if getattr(self, name) is not None:
+                positive[name] = getattr(self, name)
+        for name, value in positive.items():
+            if int(value) != value or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.n_classes < 2:
+            raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.cls_pool not in POOL_MODES:
+            raise ValueError(f"unknown cls_pool {self.cls_pool!r}; choose one of {POOL_MODES}")
+        if not 0.0 <= self.dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
+
+    # ---- derived values ----------------------------------------------------
+    @property
+    def resolved_variant(self) -> str | None:
+        """The variant actually built ("proposed" when mtl_oca leaves it out)."""
+        return (self.variant or "proposed") if self.arch == "mtl_oca" else None
+
+    @property
+    def resolved_bottleneck_width(self) -> int:
+        return self.bottleneck_width or 2 * self.widths[-1]
+
+    @property
+    def input_multiple(self) -> int:
+        """Input height and width must be multiples of this."""
+        return 2 ** len(self.widths)
+
+    @property
+    def label(self) -> str:
+        """A short human name, e.g. "mtl_oca/no_oca" or "unet_st"."""
+        return f"{self.arch}/{self.resolved_variant}" if self.arch == "mtl_oca" else self.arch
+
+    # ---- serialisation -----------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON/YAML-safe dict (widths as a list)."""
+        d = dataclasses.asdict(self)
+        d["widths"] = list(self.widths)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "ModelConfig":
+        """Inverse of :meth:`to_dict`; missing keys take their defaults.
+
+        Raises:
+            ValueError: for keys that are not fields (the message lists the valid
+                ones), or for invalid values.
+        """
+        if isinstance(d, cls):
+            return d
+        known = [f.name for f in dataclasses.fields(cls)]
+        unknown = sorted(set(d) - set(known))
+        if unknown:
+            raise ValueError(f"unknown ModelConfig field(s) {unknown}; valid fields are {known}")
+        return cls(**d)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), indent=2)
+
+    @classmethod
+    def load(cls, path: str | Path) -> "ModelConfig":
+        """Read a config from a .json or .yaml/.yml file."""
+        text = Path(path).read_text()
+        if str(path).endswith((".yaml", ".yml")):
+            import yaml
+
+            return cls.from_dict(yaml.safe_load(text) or {})
+        return cls.from_dict(json.loads(text))
+
+
+def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
+    """Build any model of the project from its config.
+
+    Args:
+        config: a :class:`ModelConfig` or a dict for :meth:`ModelConfig.from_dict`.
+
+    Returns:
+        The model; ``model(x)`` returns a dict ("seg", optionally "seg_soft" and
+        "cls"), ``model.gradcam_layer`` names the module whose output the
+        classification head reads, and ``model.config`` is the ModelConfig.
+    """
+    cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    common = dict(in_channels=cfg.in_channels, n_classes=cfg.n_classes, widths=cfg.widths,
+                  bottleneck_width=cfg.resolved_bottleneck_width, gn_groups=cfg.gn_groups,
+                  cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout)
+    if cfg.arch == "mtl_oca":
+        model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
+                                  **common)
+    elif cfg.arch == "unet_st":
+        model = UNetST(cls_probe=cfg.cls_probe, **common)
+    else:
+        model = MTDUNet(dense_layers=cfg.dense_layers, **common)
+    model.config = cfg
+    return model

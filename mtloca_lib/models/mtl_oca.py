@@ -1,0 +1,80 @@
+"""MTL-OCA: Res-UNet backbone + object contextual attention + classification MLP,
+with the paper's Table 6 ablation variants selected by one argument.
+
+Variants (``variant``):
+
+- ``"proposed"`` (Table 6, configuration 3): OCA produces the final mask; the
+  classifier reads the backbone features X (the paper's "unenhanced" features).
+  The classification loss never reaches the OCA module.
+- ``"no_oca"`` (configuration 1): no OCA; a 1x1 conv on X (``mask_head``) is the
+  final mask, and the classifier reads that mask's logits.
+- ``"oca_cls_from_mask"`` (configuration 2): OCA as in the proposed model, but the
+  classifier reads the OCA-enhanced mask logits.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from torch import nn
+
+from .heads import ClassificationHead
+from .oca import ObjectContextualAttention
+from .resunet import ResUNet
+
+#: Allowed values of ``MTLOCA(variant=...)``.
+MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask")
+
+
+class MTLOCA(nn.Module):
+    """Multi-task segmentation + classification network with OCA.
+
+    Args:
+        in_channels: 1 (image) or 2 (image + Gaussian-derivative magnitude).
+        n_classes: classification outputs (3 for BUSI, 2 for UDIAT).
+        widths, bottleneck_width, gn_groups: backbone (see :class:`ResUNet`).
+        variant: one of :data:`MTLOCA_VARIANTS`.
+        key_channels: d of the OCA relation (default: ``widths[0]``).
+        cls_pool, cls_hidden, dropout: classification head (see
+            :class:`ClassificationHead`).
+
+    Attributes:
+        gradcam_layer: name (for ``model.get_submodule``) of the module whose
+            output is the feature map the classification head reads.
+
+    Returns (forward):
+        dict with "seg" (B, 2, H, W) final mask logits, "seg_soft" (B, 2, H, W) soft
+        object region logits (OCA variants only), "cls" (B, n_classes) logits.
+    """
+
+    def __init__(self, in_channels: int = 2, n_classes: int = 3,
+                 widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
+                 gn_groups: int = 8, variant: str = "proposed", key_channels: int | None = None,
+                 cls_pool: str = "avgmax", cls_hidden: int = 64, dropout: float = 0.1):
+        super().__init__()
+        if variant not in MTLOCA_VARIANTS:
+            raise ValueError(f"unknown MTL-OCA variant {variant!r}; choose one of {MTLOCA_VARIANTS}")
+        self.variant = variant
+        self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups)
+        channels = self.backbone.out_channels
+        last_decoder = f"backbone.decoder.{len(self.backbone.decoder) - 1}"
+
+        if variant == "no_oca":
+            self.mask_head = nn.Conv2d(channels, 2, 1)
+            cls_in, self.gradcam_layer = 2, "mask_head"
+        else:
+            self.oca = ObjectContextualAttention(channels, key_channels, 2, 2, gn_groups)
+            if variant == "oca_cls_from_mask":
+                cls_in, self.gradcam_layer = 2, "oca.seg_conv"
+            else:
+                cls_in, self.gradcam_layer = channels, last_decoder
+        self.cls_head = ClassificationHead(cls_in, n_classes, cls_hidden, cls_pool, dropout)
+
+    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        features = self.backbone(x)                      # (B, C, H, W)
+        if self.variant == "no_oca":
+            seg = self.mask_head(features)
+            return {"seg": seg, "cls": self.cls_head(seg)}
+        seg_soft, seg = self.oca(features)
+        cls_input = seg if self.variant == "oca_cls_from_mask" else features
+        return {"seg": seg, "seg_soft": seg_soft, "cls": self.cls_head(cls_input)}
