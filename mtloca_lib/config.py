@@ -8,6 +8,8 @@ run directory's ``config.json`` is enough to rerun it.
 Profiles (:data:`PROFILES`) are named sets of overrides:
 
 - ``smoke``: seconds; tiny phantom, tiny model, 2 epochs. For tests and CI.
+- ``demo``: minutes; what ``make reproduce`` uses on the phantom when no real data
+  is configured (64x64, narrow model, 10 epochs).
 - ``cpu``: a documented budget for a 2-core CPU (one configuration's 5-fold run on
   the 624-image BUSI subset inside 30 minutes).
 - ``paper``: the paper's schedule (Adam 1e-3, batch 16, 400 epochs), meant for a GPU.
@@ -134,6 +136,13 @@ PROFILES: dict[str, dict[str, Any]] = {
         "k": 3,
         "batch_size": 8,
         "dataset_kwargs": {"n_per_class": (6, 9, 9)},
+        "model_overrides": {"widths": [8, 16, 32]},
+    },
+    "demo": {
+        "size": 64,
+        "epochs": 10,
+        "k": 5,
+        "batch_size": 16,
         "model_overrides": {"widths": [8, 16, 32]},
     },
     "cpu": {
