@@ -45,6 +45,7 @@ class NotebookParams:
         seed: training seed.
         device: "auto", "cpu", "cuda", ...
         figures_dir, tables_dir: where figures and tables are written.
+        udiat_root: UDIAT Dataset B folder for notebook 05 ("" -> the two-class phantom).
     """
 
     dataset: str = "phantom"
@@ -56,6 +57,7 @@ class NotebookParams:
     device: str = "auto"
     figures_dir: str = "figures"
     tables_dir: str = "tables"
+    udiat_root: str = ""
 
     @property
     def protocols(self) -> list[str]:
@@ -71,13 +73,14 @@ def notebook_params(**given) -> NotebookParams:
     """Parameters from papermill values (``given``) falling back to the environment.
 
     Environment variables: MTLOCA_DATASET, MTLOCA_DATA, MTLOCA_PROTOCOL, MTLOCA_PROFILE,
-    MTLOCA_RUNS, MTLOCA_SEED, MTLOCA_DEVICE, MTLOCA_FIGURES, MTLOCA_TABLES.
+    MTLOCA_RUNS, MTLOCA_SEED, MTLOCA_DEVICE, MTLOCA_FIGURES, MTLOCA_TABLES, MTLOCA_UDIAT.
     An empty or None value means "use the environment / default".
     """
     env = {
         "dataset": "MTLOCA_DATASET", "data_root": "MTLOCA_DATA", "protocol": "MTLOCA_PROTOCOL",
         "profile": "MTLOCA_PROFILE", "run_root": "MTLOCA_RUNS", "seed": "MTLOCA_SEED",
         "device": "MTLOCA_DEVICE", "figures_dir": "MTLOCA_FIGURES", "tables_dir": "MTLOCA_TABLES",
+        "udiat_root": "MTLOCA_UDIAT",
     }
     values = asdict(NotebookParams())
     for key, var in env.items():
@@ -93,9 +96,38 @@ def notebook_params(**given) -> NotebookParams:
     return NotebookParams(**values)
 
 
+#: The two-class phantom that stands in for UDIAT when no UDIAT folder is configured.
+PHANTOM_2CLASS = {"classes": ["benign", "malignant"], "n_per_class": [0, 100, 60]}
+
+
+def udiat_params(params: NotebookParams) -> tuple[NotebookParams, bool]:
+    """Parameters of the UDIAT experiment (notebook 05) and whether real UDIAT data is used.
+
+    With ``udiat_root`` set this is UDIAT Dataset B under the image-level protocol;
+    otherwise the two-class phantom, so the notebook still runs in tests.
+    """
+    real = bool(params.udiat_root)
+    p = NotebookParams(**{**asdict(params), "dataset": "udiat" if real else "phantom",
+                          "data_root": params.udiat_root if real else "", "protocol": "image"})
+    return p, real
+
+
+def _dataset_kwargs(params: NotebookParams, two_class: bool) -> dict:
+    if not two_class or params.dataset != "phantom":
+        return {}
+    kw = dict(PHANTOM_2CLASS)
+    if params.profile == "smoke":
+        kw["n_per_class"] = [0, 9, 9]
+    return kw
+
+
 def run_config(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
-               **overrides) -> RunConfig:
-    """The RunConfig of one model under one protocol for these notebook parameters."""
+               two_class: bool = False, **overrides) -> RunConfig:
+    """The RunConfig of one model under one protocol for these notebook parameters.
+
+    Args:
+        two_class: the UDIAT experiment (two classes; the two-class phantom without UDIAT).
+    """
     over = {
         "dataset": params.dataset,
         "data_root": params.data_root or None,
@@ -103,17 +135,22 @@ def run_config(params: NotebookParams, model: str, protocol: str, seed: int | No
         "seed": params.seed if seed is None else seed,
         "device": params.device,
     }
+    kw = _dataset_kwargs(params, two_class)
+    if kw:
+        over["dataset_kwargs"] = kw
     over.update(overrides)
-    cfg = make_config(model, params.profile, over)
-    return cfg
+    return make_config(model, params.profile, over)
 
 
-def run_dir(params: NotebookParams, model: str, protocol: str, seed: int | None = None) -> Path:
+def run_dir(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
+            two_class: bool = False) -> Path:
     seed = params.seed if seed is None else seed
-    return params.path("run_root") / params.dataset / params.profile / protocol / f"{model}-seed{seed}"
+    dataset = params.dataset + ("2class" if two_class and params.dataset == "phantom" else "")
+    return params.path("run_root") / dataset / params.profile / protocol / f"{model}-seed{seed}"
 
 
-def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print) -> pd.DataFrame:
+def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,
+               two_class: bool = False) -> pd.DataFrame:
     """Train (or resume, or skip when finished) every model under every protocol.
 
     Returns:
@@ -126,8 +163,8 @@ def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print)
     for protocol in params.protocols:
         for model in models:
             for seed in seeds:
-                cfg = run_config(params, model, protocol, seed)
-                rd = run_dir(params, model, protocol, seed)
+                cfg = run_config(params, model, protocol, seed, two_class=two_class)
+                rd = run_dir(params, model, protocol, seed, two_class=two_class)
                 log(f"== {DISPLAY.get(model, model)} | protocol {protocol} | seed {seed} -> {rd}")
                 table = run_cv(cfg, rd, log=log)
                 rows.append({"model": model, "protocol": protocol, "seed": seed,
@@ -135,9 +172,10 @@ def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print)
     return pd.DataFrame(rows)
 
 
-def finished_run(params: NotebookParams, model: str, protocol: str, seed: int | None = None) -> Path:
+def finished_run(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
+                 two_class: bool = False) -> Path:
     """The run directory of a finished run, or a clear error saying how to make it."""
-    rd = run_dir(params, model, protocol, seed)
+    rd = run_dir(params, model, protocol, seed, two_class=two_class)
     if not (rd / "fold_metrics.csv").exists():
         raise FileNotFoundError(
             f"no finished run of {model!r} ({protocol} protocol) in {rd}: run notebook "

@@ -47,6 +47,7 @@ def make_phantom(
     n_per_class: tuple[int, int, int] = DEFAULT_N_PER_CLASS,
     seed: int = 0,
     size_range: tuple[int, int] = DEFAULT_SIZE_RANGE,
+    classes: tuple[str, ...] | None = None,
 ) -> RawDataset:
     """Generate a synthetic breast-ultrasound dataset.
 
@@ -56,6 +57,8 @@ def make_phantom(
         seed: non-negative integer; the same seed gives byte-identical data.
         size_range: inclusive (min, max) for the native height and width, drawn
             independently per image, so images are rarely square.
+        classes: keep only these classes, relabelled in this order, e.g.
+            ("benign", "malignant") for a two-class stand-in of UDIAT; None keeps all three.
 
     Returns:
         RawDataset named "phantom" with class_names ("normal", "benign",
@@ -81,7 +84,16 @@ def make_phantom(
             ))
     source = f"phantom(seed={int(seed)}, n_per_class={tuple(int(n) for n in n_per_class)}, " \
              f"size_range={(lo, hi)}, version={PHANTOM_VERSION})"
-    return RawDataset(name="phantom", class_names=CLASS_NAMES, cases=cases, source=source)
+    class_names = CLASS_NAMES
+    if classes is not None:
+        unknown = [c for c in classes if c not in CLASS_NAMES]
+        if unknown or len(set(classes)) != len(classes) or len(classes) < 2:
+            raise ValueError(f"classes must be two or more distinct names of {CLASS_NAMES}, got {classes!r}")
+        keep = {CLASS_NAMES.index(c): i for i, c in enumerate(classes)}
+        cases = [RawCase(c.case_id, keep[c.label], c.image, c.mask) for c in cases if c.label in keep]
+        class_names = tuple(classes)
+        source = source[:-1] + f", classes={tuple(classes)})"
+    return RawDataset(name="phantom", class_names=class_names, cases=cases, source=source)
 
 
 def make_case(rng: np.random.Generator, label: int, size_range: tuple[int, int]):

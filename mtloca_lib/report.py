@@ -18,6 +18,27 @@ from .stats import bootstrap_ci, fold_summary, paired_comparison
 TABLE2_METRICS = ("dice", "iou", "dice_lesion", "iou_lesion", "hd95_lesion", "accuracy")
 
 
+def save_table(df: pd.DataFrame, path_stem: str | Path, index: bool = True) -> list[Path]:
+    """Write a table as ``<stem>.csv`` and ``<stem>.md`` (atomically); return both paths."""
+    from .runio import atomic_write_text
+
+    stem = Path(path_stem)
+    csv_text = df.to_csv(index=index, float_format="%.6g")
+    md_text = df.to_markdown(index=index, floatfmt=".4g") + "\n" if _has_tabulate() else df.to_string(index=index) + "\n"
+    atomic_write_text(stem.with_suffix(".csv"), csv_text)
+    atomic_write_text(stem.with_suffix(".md"), md_text)
+    return [stem.with_suffix(".csv"), stem.with_suffix(".md")]
+
+
+def _has_tabulate() -> bool:
+    try:
+        import tabulate  # noqa: F401
+
+        return True
+    except ImportError:
+        return False
+
+
 def run_label(run_dir: str | Path) -> str:
     cfg = read_json(Path(run_dir) / "config.json")
     return f"{cfg['name']} [{cfg['protocol']}, seed {cfg['seed']}]"

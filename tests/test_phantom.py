@@ -130,3 +130,18 @@ def test_bad_arguments():
         make_phantom((1, 2))
     with pytest.raises(ValueError):
         make_phantom((1, 1, 1), size_range=(300, 200))
+
+
+def test_two_class_phantom_relabels():
+    from mtloca_lib.phantom import make_phantom
+
+    full = make_phantom((3, 4, 5), seed=1)
+    two = make_phantom((3, 4, 5), seed=1, classes=("benign", "malignant"))
+    assert two.class_names == ("benign", "malignant")
+    assert len(two) == 9 and sorted(set(two.labels.tolist())) == [0, 1]
+    benign_full = [c for c in full.cases if c.label == 1]
+    benign_two = [c for c in two.cases if c.label == 0]
+    assert [c.case_id for c in benign_full] == [c.case_id for c in benign_two]
+    assert all((a.image == b.image).all() for a, b in zip(benign_full, benign_two))
+    with pytest.raises(ValueError, match="classes"):
+        make_phantom((1, 1, 1), classes=("benign", "cyst"))
