@@ -196,3 +196,6 @@ def test_docs_table_is_current():
     if not DOC_PATH.exists():
         pytest.skip("docs/models.md not present")
     assert to_markdown(model_table(size=128)) in DOC_PATH.read_text()
+    from mtloca_lib.flops import README_PATH
+
+    assert to_markdown(model_table(size=128)) in README_PATH.read_text(), "README's model table is stale"
