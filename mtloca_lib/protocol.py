@@ -27,10 +27,33 @@ def _cache_dir() -> Path:
     return Path(os.environ.get("MTLOCA_CACHE", Path.home() / ".cache" / "mtloca"))
 
 
+def detector_version() -> str:
+    """A hash of the near-duplicate detector's source: any change to it invalidates cached groups."""
+    import hashlib
+
+    from . import duplicates
+
+    return hashlib.sha256(Path(duplicates.__file__).read_bytes()).hexdigest()[:12]
+
+
+def _groups_path(data: PreparedDataset) -> Path:
+    return _cache_dir() / "groups" / f"{data.fingerprint[:24]}-{detector_version()}.csv"
+
+
+def near_duplicate_pairs(
+    dataset: str, root: str | None, data: PreparedDataset, dataset_kwargs: dict | None = None
+) -> pd.DataFrame:
+    """The near-duplicate pairs behind :func:`near_duplicate_groups` (cached with them)."""
+    near_duplicate_groups(dataset, root, data, dataset_kwargs)
+    return pd.read_csv(_groups_path(data).with_suffix(".pairs.csv"), dtype={"case_a": str, "case_b": str})
+
+
 def near_duplicate_groups(
     dataset: str, root: str | None, data: PreparedDataset, dataset_kwargs: dict | None = None
 ) -> pd.DataFrame:
     """case_id -> group id table for a dataset, computed once and cached.
+
+    The cache is keyed by the data's content fingerprint and the detector's source hash.
 
     Returns:
         DataFrame with columns ``case_id`` and ``group`` in the order of ``data``.
@@ -38,9 +61,8 @@ def near_duplicate_groups(
     from . import duplicates
     from .runio import write_csv
 
-    version = getattr(duplicates, "DETECTOR_VERSION", "1")
-    path = _cache_dir() / "groups" / f"{data.fingerprint[:24]}-v{version}.csv"
-    if path.exists():
+    path = _groups_path(data)
+    if path.exists() and path.with_suffix(".pairs.csv").exists():
         table = pd.read_csv(path, dtype={"case_id": str})
         if table["case_id"].tolist() == list(data.case_ids):
             return table
@@ -56,8 +78,8 @@ def near_duplicate_groups(
     pairs = duplicates.find_near_duplicates(images, raw.case_ids)
     groups = duplicates.duplicate_groups(pairs, raw.case_ids)
     table = pd.DataFrame({"case_id": raw.case_ids, "group": np.asarray(groups, dtype=int)})
-    write_csv(path, table)
     write_csv(path.with_suffix(".pairs.csv"), pairs)
+    write_csv(path, table)  # written last: its presence marks a complete entry
     return table
 
 
