@@ -146,8 +146,11 @@ PROFILES: dict[str, dict[str, Any]] = {
         "model_overrides": {"widths": [8, 16, 32]},
     },
     "cpu": {
+        # 5 folds of the 624-image BUSI subset in < 30 min on a 2-core AVX512-BF16/AMX CPU
+        # with the fast path (~40 images/s, docs/benchmarks.md): 24 epochs x ~500 images
+        # per fold is ~300 s of training per fold.
         "size": 128,
-        "epochs": 30,
+        "epochs": 24,
         "k": 5,
         "batch_size": 16,
         "model_overrides": {"widths": [16, 32, 64]},

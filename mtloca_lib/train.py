@@ -79,12 +79,101 @@ def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:
     return None
 
 
-def use_channels_last(option: str, device: torch.device) -> bool:
+def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype | None = None) -> bool:
+    """Whether to train in channels-last memory format.
+
+    ``"auto"`` turns it on where it was measured faster (docs/benchmarks.md): on
+    CUDA, and on a CPU together with bf16 autocast (there oneDNN's convolutions and
+    the bilinear upsampling run several times faster channels-last; GroupNorm is
+    kept in the standard layout by :func:`prepare_memory_format`). On a CPU in
+    fp32 it made no measurable difference and stays off.
+    """
     if option == "on":
         return True
     if option == "off":
         return False
-    return device.type == "cuda"
+    if option != "auto":
+        raise ValueError(f"channels_last must be 'auto', 'on' or 'off', not {option!r}")
+    if device.type == "cuda":
+        return True
+    return device.type == "cpu" and amp_dtype == torch.bfloat16
+
+
+class _ToContiguous(torch.autograd.Function):
+    """Standard (NCHW) layout forward; the gradient goes back channels-last."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.contiguous()
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous(memory_format=torch.channels_last)
+
+
+class _ToChannelsLast(torch.autograd.Function):
+    """Channels-last layout forward; the gradient goes back in the standard layout."""
+
+    @staticmethod
+    def forward(ctx, t):
+        return t.contiguous(memory_format=torch.channels_last)
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad.contiguous()
+
+
+def _groupnorm_input_nchw(module, args):
+    x = args[0]
+    return (_ToContiguous.apply(x),) + tuple(args[1:]) if x.dim() == 4 else None
+
+
+def _groupnorm_output_cl(module, args, out):
+    return _ToChannelsLast.apply(out) if out.dim() == 4 else None
+
+
+def prepare_memory_format(model: torch.nn.Module, channels_last: bool, device: torch.device) -> torch.nn.Module:
+    """Convert ``model`` to channels-last (in place) when asked; returns the model.
+
+    On a CPU, PyTorch's GroupNorm backward is several times slower on channels-last
+    tensors than on standard ones (measured: docs/benchmarks.md), so every
+    ``nn.GroupNorm`` gets forward hooks that run it on a standard-layout copy and
+    hand channels-last back to the next convolution. The arithmetic is unchanged;
+    the hooks hold no state (``state_dict`` is untouched).
+    """
+    if not channels_last:
+        return model
+    model = model.to(memory_format=torch.channels_last)
+    if device.type == "cpu" and not getattr(model, "_mtloca_gn_layout_hooks", False):
+        for mod in model.modules():
+            if isinstance(mod, torch.nn.GroupNorm):
+                mod.register_forward_pre_hook(_groupnorm_input_nchw)
+                mod.register_forward_hook(_groupnorm_output_cl)
+        model._mtloca_gn_layout_hooks = True
+    return model
+
+
+def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
+    """One optimiser step on a batch (the loop's inner step; also timed by the benchmark).
+
+    Returns:
+        the loss terms (dict of Python floats) from ``loss_fn``.
+    """
+    if channels_last:
+        x = x.contiguous(memory_format=torch.channels_last)
+    ctx = (
+        torch.autocast(device_type=x.device.type, dtype=amp_dtype)
+        if amp_dtype is not None
+        else contextlib.nullcontext()
+    )
+    with ctx:
+        out = model(x)
+    out = {k: v.float() for k, v in out.items()}
+    loss, terms = loss_fn(out, y, labels)
+    optim.zero_grad(set_to_none=True)
+    loss.backward()
+    optim.step()
+    return terms
 
 
 def seed_everything(seed: int, deterministic: bool) -> None:
@@ -170,12 +259,11 @@ def train_fold(
     fold_seed = cfg.seed * 1000 + fold
     seed_everything(fold_seed, cfg.deterministic)
     model = build_for_run(cfg, len(data.class_names)).to(device)
-    channels_last = use_channels_last(cfg.channels_last, device)
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)
+    amp_dtype = autocast_dtype(cfg.amp, device)
+    channels_last = use_channels_last(cfg.channels_last, device, amp_dtype)
+    model = prepare_memory_format(model, channels_last, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = MultiTaskLoss(**cfg.loss)
-    amp_dtype = autocast_dtype(cfg.amp, device)
     gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
     gen.manual_seed(fold_seed)
     start_epoch, history = 0, []
@@ -216,20 +304,7 @@ def train_fold(
                 x = x[:, : _in_channels(cfg)]
             else:
                 x, y = network_inputs(images, cfg), masks[:, 0].long()
-            if channels_last:
-                x = x.contiguous(memory_format=torch.channels_last)
-            ctx = (
-                torch.autocast(device_type=device.type, dtype=amp_dtype)
-                if amp_dtype is not None
-                else contextlib.nullcontext()
-            )
-            with ctx:
-                out = model(x)
-            out = {k: v.float() for k, v in out.items()}
-            loss, terms = loss_fn(out, y, labels)
-            optim.zero_grad(set_to_none=True)
-            loss.backward()
-            optim.step()
+            terms = train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
             for k, v in terms.items():
                 sums[k] = sums.get(k, 0.0) + float(v)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
