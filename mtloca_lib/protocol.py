@@ -75,7 +75,9 @@ def near_duplicate_groups(
             f"({_cache_dir()}) and rerun"
         )
     images = [c.image for c in raw.cases]
-    pairs = duplicates.find_near_duplicates(images, raw.case_ids)
+    from .train import interactive
+
+    pairs = duplicates.find_near_duplicates(images, raw.case_ids, progress=interactive())
     groups = duplicates.duplicate_groups(pairs, raw.case_ids)
     table = pd.DataFrame({"case_id": raw.case_ids, "group": np.asarray(groups, dtype=int)})
     write_csv(path.with_suffix(".pairs.csv"), pairs)
