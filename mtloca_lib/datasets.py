@@ -26,7 +26,6 @@ import importlib.util
 import inspect
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 
@@ -146,18 +145,14 @@ def cache_key(name: str | None = None, root=None, size: int = DEFAULT_SIZE, **kw
 
 
 def _atomic_write(path: Path, write) -> None:
-    """Call write(file_object) on a temp file beside path, then os.replace it into place."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=path.name + ".", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    """Call write(file_object) on an in-memory buffer, then write it atomically (runio)."""
+    import io
+
+    from .runio import atomic_write_bytes
+
+    buf = io.BytesIO()
+    write(buf)
+    atomic_write_bytes(path, buf.getvalue())
 
 
 def save_prepared(prepared: PreparedDataset, npz_path: Path, key: str) -> None:

@@ -18,13 +18,6 @@ ALL = [{"arch": "mtl_oca", "variant": v} for v in MTLOCA_VARIANTS] + \
 IDS = [d.get("variant", d["arch"]) for d in ALL]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP overhead and oversubscription on a shared 2-core box
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 EXPECTED_KEYS = {"proposed": {"seg", "seg_soft", "cls"}, "no_oca": {"seg", "cls"},
                  "oca_cls_from_mask": {"seg", "seg_soft", "cls"}, "unet_st": {"seg", "cls"},
                  "mt_dunet": {"seg", "cls"}}

@@ -11,13 +11,6 @@ from mtloca_lib.models.oca import ObjectContextualAttention, PixelRegionAttentio
 B, C, D, H, W, K = 2, 6, 4, 3, 5, 2
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP overhead and oversubscription on a shared 2-core box
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 def _randomise(module: torch.nn.Module, seed: int = 0) -> None:

@@ -22,13 +22,6 @@ ALL = [{"arch": "mtl_oca", "variant": v} for v in ("proposed", "no_oca", "oca_cl
     + [{"arch": "unet_st"}, {"arch": "mt_dunet"}]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    # tiny tensors: one thread avoids OpenMP overhead and oversubscription on a shared 2-core box
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
 
 
 @pytest.fixture(scope="module")
