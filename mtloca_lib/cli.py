@@ -1,4 +1,4 @@
-"""Command line: ``mtloca train | evaluate | predict | summary | data | benchmark``.
+"""Command line: ``mtloca train | matrix | evaluate | predict | summary | data | benchmark``.
 
 Run ``mtloca <command> --help`` for every option. Examples::
 
@@ -74,10 +74,26 @@ def cmd_train(args) -> int:
 
     cfg = _config_from_args(args)
     run_dir = args.run_dir or Path("runs") / cfg.dataset / cfg.protocol / f"{cfg.name}-seed{cfg.seed}"
+    data = None
+    if args.prepared is not None:
+        from .datasets import read_prepared_file
+
+        data = read_prepared_file(args.prepared)
+        if data.name != cfg.dataset or data.images.shape[-1] != cfg.size:
+            raise DataError(
+                f"{args.prepared} holds {data.name!r} at {data.images.shape[-1]} px but the run wants "
+                f"{cfg.dataset!r} at {cfg.size} px; pass the matching --dataset/--profile or another file"
+            )
     print(f"run directory: {run_dir}")
-    table = run_cv(cfg, run_dir)
+    table = run_cv(cfg, run_dir, data=data)
     print(table.to_string(index=False))
     return 0
+
+
+def cmd_matrix(args) -> int:
+    from .matrix import run_matrix
+
+    return run_matrix(args)
 
 
 def cmd_evaluate(args) -> int:
@@ -155,7 +171,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_run_options(p)
     p.add_argument("--run-dir", type=Path, default=None,
                    help="output folder; rerunning the same command there resumes (default: runs/<dataset>/<protocol>/<model>-seed<seed>)")
+    p.add_argument("--prepared", type=Path, default=None,
+                   help="train from a prepared-data cache file (<name>-<size>-<key>.npz with its .json) "
+                        "instead of the raw folder, e.g. on a GPU machine without the dataset; keep --data "
+                        "as on the machine that made it so the run's config stays the same")
     p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("matrix", help="train a matrix of runs (models x protocols x seeds) in parallel processes")
+    from .matrix import add_arguments
+
+    add_arguments(p)
+    p.set_defaults(func=cmd_matrix)
 
     p = sub.add_parser("evaluate", help="recompute a run's metrics from its saved fold models")
     p.add_argument("run_dir", type=Path, help="a run directory written by `mtloca train`")

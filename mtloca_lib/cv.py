@@ -15,6 +15,7 @@ interrupted restarts from its last epoch checkpoint.
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import time
 from datetime import datetime, timezone
@@ -73,6 +74,23 @@ def _fold_metrics(df: pd.DataFrame, class_names) -> dict:
     return out
 
 
+@contextlib.contextmanager
+def _locked(run_dir: Path):
+    """Hold an exclusive lock on ``run_dir/.lock`` (POSIX), so several processes may
+    run different folds of one run (``cfg.folds``) and update its manifest safely."""
+    try:
+        import fcntl
+    except ImportError:  # Windows: one process per run directory
+        yield
+        return
+    with open(run_dir / ".lock", "a") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 def run_cv(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -111,34 +129,43 @@ def run_cv(
                 f"{run_dir} already holds a run with a different configuration "
                 f"(differs in {diff}); choose another run directory or delete it"
             )
+    wanted = cfg.folds if cfg.folds is not None else list(range(cfg.k))
+    if all((run_dir / f"fold{f}" / "metrics.json").exists() for f in wanted):
+        # Nothing to train: leave config and manifest (they describe where the run was made).
+        log(f"{run_dir}: all {len(wanted)} requested folds finished earlier")
+        with _locked(run_dir):
+            return collect(run_dir)
     data = data if data is not None else load_data(cfg)
     folds = fold_table(cfg, data)
     run_dir.mkdir(parents=True, exist_ok=True)
-    write_json(cfg_path, cfg.to_dict())
+    # ``folds`` only says which folds this call trains (several processes may share a
+    # run, each with its own folds); the run directory describes the whole run.
+    saved_cfg = {**cfg.to_dict(), "folds": None}
+    write_json(cfg_path, saved_cfg)
     write_csv(run_dir / "folds.csv", folds)
 
     manifest_path = run_dir / "manifest.json"
-    manifest = read_json(manifest_path) if manifest_path.exists() else {}
     device = str(select_device(cfg.device))
-    manifest.update(
-        {
-            "config": cfg.to_dict(),
-            "config_digest": cfg.digest(),
-            "data": {
-                "name": data.name,
-                "fingerprint": data.fingerprint,
-                "n_images": len(data),
-                "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
-                "params": data.params,
-            },
-            "git": git_commit(),
-            "environment": environment_info(device),
-        }
-    )
-    manifest.setdefault("folds", {})
-    write_json(manifest_path, manifest)
+    with _locked(run_dir):
+        manifest = read_json(manifest_path) if manifest_path.exists() else {}
+        manifest.update(
+            {
+                "config": saved_cfg,
+                "config_digest": cfg.digest(),
+                "data": {
+                    "name": data.name,
+                    "fingerprint": data.fingerprint,
+                    "n_images": len(data),
+                    "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
+                    "params": data.params,
+                },
+                "git": git_commit(),
+                "environment": environment_info(device),
+            }
+        )
+        manifest.setdefault("folds", {})
+        write_json(manifest_path, manifest)
 
-    wanted = cfg.folds if cfg.folds is not None else list(range(cfg.k))
     fold_ids = folds["fold"].to_numpy()
     iterator = wanted
     if interactive():
@@ -179,14 +206,18 @@ def run_cv(
         metrics["wall_seconds_this_call"] = round(wall, 2)
         write_json(fdir / "metrics.json", metrics)  # written last: marks the fold finished
         (fdir / "checkpoint.pt").unlink(missing_ok=True)
-        manifest["folds"][str(fold)] = {
-            "wall_seconds": round(wall, 2),
-            "epochs": cfg.epochs,
-            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_json(manifest_path, manifest)
+        with _locked(run_dir):  # other processes may be running other folds of this run
+            manifest = read_json(manifest_path)
+            manifest.setdefault("folds", {})[str(fold)] = {
+                "wall_seconds": round(wall, 2),
+                "epochs": cfg.epochs,
+                "device": device,
+                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            }
+            write_json(manifest_path, manifest)
         log(f"fold {fold}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
-    return collect(run_dir)
+    with _locked(run_dir):
+        return collect(run_dir)
 
 
 def collect(run_dir: str | Path) -> pd.DataFrame:

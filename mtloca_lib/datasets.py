@@ -192,6 +192,34 @@ def read_prepared(npz_path: Path, key: str) -> PreparedDataset:
     )
 
 
+def read_prepared_file(npz_path) -> PreparedDataset:
+    """Read a prepared-arrays file (a cache entry) on a machine without the raw data.
+
+    Use it to train where the raw images are not available (a rented GPU machine):
+    copy one cache entry (``<name>-<size>-<key>.npz`` and its ``.json`` sidecar),
+    then ``mtloca train --prepared FILE``. The sidecar's key is trusted, not
+    recomputed (that needs the raw files); the data fingerprint in the sidecar
+    goes into the run's manifest, so runs made this way stay traceable.
+
+    Raises:
+        DataError: the file or its sidecar is missing or unreadable.
+    """
+    npz_path = Path(npz_path)
+    sidecar = npz_path.with_suffix(".json")
+    for f in (npz_path, sidecar):
+        if not f.is_file():
+            raise DataError(f"{f}: prepared-data file not found; copy both the .npz cache entry and "
+                            "its .json sidecar from the cache folder (default .cache/mtloca)")
+    try:
+        key = json.loads(sidecar.read_text())["key"]
+        prepared = read_prepared(npz_path, key)
+    except Exception as err:
+        raise DataError(f"{npz_path}: not a readable prepared-data file ({type(err).__name__}: {err}); "
+                        "rebuild it with mtloca_lib.datasets.load_prepared on the machine with the raw data") from err
+    prepared.params["cache_file"] = str(npz_path)
+    return prepared
+
+
 def load_prepared(name: str | None = None, root=None, size: int = DEFAULT_SIZE, cache_dir=None,
                   **kw) -> PreparedDataset:
     """Prepared (resized) arrays of a dataset, from the cache when possible.

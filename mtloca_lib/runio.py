@@ -95,6 +95,11 @@ def git_commit(repo: str | Path | None = None) -> dict:
         )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
+        # A copy of the tree without .git (e.g. shipped to a GPU machine): the
+        # caller may say which commit it is.
+        if os.environ.get("MTLOCA_GIT_COMMIT"):
+            return {"commit": os.environ["MTLOCA_GIT_COMMIT"], "dirty": None,
+                    "source": "MTLOCA_GIT_COMMIT (no .git in this copy)"}
         return {"commit": None, "dirty": None}
 
 

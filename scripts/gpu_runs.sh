@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+# The BUSI runs made on a lent GPU machine (see README "Results"), as they were run.
+#
+# The machine has no copy of the dataset: it trains from the prepared-data cache file
+# (made here by load_prepared from ../shared/data/BUSI) and the cached near-duplicate
+# groups, copied into .devcarry/mtloca/. The run configs keep the data root of the
+# machine that prepared the data, so they are identical to runs made from the raw folder.
+#
+#   scripts/gpu_runs.sh calibrate     # seconds per epoch, 1 process and N concurrent ones
+#   scripts/gpu_runs.sh cpu           # the cpu profile: 5 models x 2 protocols, + seeds 1,2
+#   scripts/gpu_runs.sh paper         # the paper profile: MTL-OCA and UNet (ST)
+#
+# Environment: WORKERS (processes sharing the GPU), BUDGET_S (stop launching after
+# this; runs resume), PROTOCOLS for the paper stage, OUT (where logs/tarballs go).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+stage=${1:?usage: gpu_runs.sh calibrate|cpu|paper}
+export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MTLOCA_CACHE=$PWD/.devcarry/mtloca
+DATA=/work/shared/data/BUSI/Dataset_BUSI_with_GT   # recorded in configs; not read here
+PREP=$(ls .devcarry/mtloca/busi-128-*.npz | head -1)
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+WORKERS=${WORKERS:-12}
+BUDGET_S=${BUDGET_S:-480}
+common=(--dataset busi --data "$DATA" --prepared "$PREP" --threads 1 --split-folds)
+py=${PYTHON:-python3}
+
+case "$stage" in
+  calibrate)
+    nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    $py -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+    for n in 1 ${CAL_N:-10}; do
+      rm -rf /tmp/cal; t0=$(date +%s)
+      timeout 300 $py -m mtloca_lib matrix --profile paper "${common[@]}" --models mtl_oca --protocols image \
+        --seeds $(seq -s ' ' 0 $((n > 5 ? n / 5 - 1 : 0))) --workers "$n" --run-root /tmp/cal --log-dir /tmp/cal/logs \
+        --set epochs=3 >/dev/null 2>&1
+      echo "== $n concurrent process(es): $(( $(date +%s) - t0 )) s wall"
+      grep -h "epoch 3/3" /tmp/cal/logs/*.log | head -${n}
+    done ;;
+  cpu)
+    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" --protocols image grouped \
+      --models unet_st mt_dunet mtl_oca ablation_no_oca ablation_oca_cls_from_mask --seeds 0 \
+      --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_cpu_seed0.log"
+    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" --protocols grouped \
+      --models mtl_oca unet_st --seeds 1 2 --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_cpu_seeds12.log"
+    tar czf "$OUT/runs_cpu.tgz" --exclude=checkpoint.pt --exclude=model.pt --exclude=.lock runs/busi/cpu runs/logs ;;
+  paper)
+    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile paper "${common[@]}" --protocols ${PROTOCOLS:-grouped} \
+      --models mtl_oca unet_st --seeds 0 --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_paper.log"
+    tar czf "$OUT/runs_paper.tgz" --exclude=checkpoint.pt --exclude=.lock runs/busi/paper runs/logs ;;
+  *) echo "unknown stage $stage" >&2; exit 2 ;;
+esac
