@@ -7,7 +7,7 @@
 # machine that prepared the data, so they are identical to runs made from the raw folder.
 #
 #   scripts/gpu_runs.sh calibrate     # seconds per epoch, 1 process and N concurrent ones
-#   scripts/gpu_runs.sh cpu           # the cpu profile: 5 models x 2 protocols, + seeds 1,2
+#   scripts/gpu_runs.sh compare|ablation|seeds   # the cpu profile, in three calls
 #   scripts/gpu_runs.sh paper         # the paper profile: MTL-OCA and UNet (ST)
 #
 # Environment: WORKERS (processes sharing the GPU), BUDGET_S (stop launching after
@@ -36,13 +36,24 @@ case "$stage" in
       echo "== $n concurrent process(es): $(( $(date +%s) - t0 )) s wall"
       grep -h "epoch 3/3" /tmp/cal/logs/*.log | head -${n}
     done ;;
-  cpu)
-    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" --protocols image grouped \
-      --models unet_st mt_dunet mtl_oca ablation_no_oca ablation_oca_cls_from_mask --seeds 0 \
-      --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_cpu_seed0.log"
-    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" --protocols grouped \
-      --models mtl_oca unet_st --seeds 1 2 --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_cpu_seeds12.log"
-    tar czf "$OUT/runs_cpu.tgz" --exclude=checkpoint.pt --exclude=model.pt --exclude=.lock runs/busi/cpu runs/logs ;;
+  compare|ablation|seeds)
+    # The cpu profile, split into calls that each fit a 10-minute device command:
+    # compare = Tables 2-3 models, ablation = Table 6 variants (+ seed 1 of MTL-OCA and
+    # UNet (ST) under the grouped protocol), seeds = seed 2 of those two.
+    case "$stage" in
+      compare)  args=(--models unet_st mt_dunet mtl_oca --protocols image grouped --seeds 0) ;;
+      ablation) args=(--models ablation_no_oca ablation_oca_cls_from_mask --protocols image grouped --seeds 0) ;;
+      seeds)    args=(--models mtl_oca unet_st --protocols grouped --seeds ${SEEDS:-1 2}) ;;
+    esac
+    timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" "${args[@]}" \
+      --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_$stage.log"
+    if [ "$stage" = ablation ] && [ -n "${EXTRA_SEEDS:-}" ]; then
+      timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile cpu "${common[@]}" --models mtl_oca unet_st \
+        --protocols grouped --seeds $EXTRA_SEEDS --workers "$WORKERS" 2>&1 | tee -a "$OUT/matrix_$stage.log"
+    fi
+    sleep 2  # jobs still running after a timeout keep writing; folds count only once metrics.json exists
+    tar czf "$OUT/runs_$stage.tgz" --exclude=checkpoint.pt --exclude=model.pt --exclude=.lock runs/busi/cpu runs/logs
+    tar czf "$OUT/model_$stage.tgz" runs/busi/cpu/*/mtl_oca-seed0/fold0/model.pt 2>/dev/null || true ;;
   paper)
     timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile paper "${common[@]}" --protocols ${PROTOCOLS:-grouped} \
       --models mtl_oca unet_st --seeds 0 --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_paper.log"
