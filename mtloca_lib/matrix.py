@@ -139,3 +139,34 @@ def add_arguments(p) -> None:
     p.add_argument("--log-dir", default="runs/logs", help="one log file per job (default: %(default)s)")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="FIELD=VALUE",
                    help="RunConfig override passed to every job (repeatable)")
+
+
+def fold_metrics_from_logs(log_dir) -> "pd.DataFrame":
+    """Per-fold metrics read back from a matrix's job logs (``<model>-<protocol>-seed<s>-fold<k>.log``).
+
+    Each finished fold logs one line ``fold K: dice=... iou=... ...`` (see
+    :func:`mtloca_lib.cv.run_cv`). This recovers fold-level numbers when a run
+    directory itself was lost; per-image predictions cannot be recovered this way.
+
+    Returns:
+        One row per finished fold: model, protocol, seed, fold and the logged metrics
+        (folds whose log has no such line, i.e. unfinished ones, are left out).
+    """
+    import re
+
+    import pandas as pd
+
+    name_re = re.compile(r"^(?P<model>.+)-(?P<protocol>image|grouped)-seed(?P<seed>\d+)-fold(?P<fold>\d+)\.log$")
+    rows = []
+    for path in sorted(Path(log_dir).glob("*.log")):
+        m = name_re.match(path.name)
+        if not m:
+            continue
+        fold = int(m["fold"])
+        for line in path.read_text().splitlines():
+            if line.startswith(f"fold {fold}: ") and "dice=" in line:
+                values = dict(kv.split("=", 1) for kv in line.split(": ", 1)[1].split())
+                rows.append({"model": m["model"], "protocol": m["protocol"], "seed": int(m["seed"]), "fold": fold,
+                             **{k: float(v) for k, v in values.items()}})
+                break
+    return pd.DataFrame(rows)

@@ -83,6 +83,10 @@ def _json_default(o: Any) -> Any:
 def git_commit(repo: str | Path | None = None) -> dict:
     """The current git commit of the source tree and whether it has local changes."""
     repo = Path(repo or Path(__file__).resolve().parents[1])
+    if os.environ.get("MTLOCA_GIT_COMMIT"):
+        # The caller says which commit this tree is (a copy shipped to another machine,
+        # whose .git may be missing or stale): trust that over the copy's .git.
+        return {"commit": os.environ["MTLOCA_GIT_COMMIT"], "dirty": None, "source": "MTLOCA_GIT_COMMIT"}
     try:
         commit = subprocess.run(
             ["git", "rev-parse", "HEAD"], cwd=repo, capture_output=True, text=True, check=True
@@ -95,11 +99,6 @@ def git_commit(repo: str | Path | None = None) -> dict:
         )
         return {"commit": commit, "dirty": dirty}
     except (OSError, subprocess.CalledProcessError):
-        # A copy of the tree without .git (e.g. shipped to a GPU machine): the
-        # caller may say which commit it is.
-        if os.environ.get("MTLOCA_GIT_COMMIT"):
-            return {"commit": os.environ["MTLOCA_GIT_COMMIT"], "dirty": None,
-                    "source": "MTLOCA_GIT_COMMIT (no .git in this copy)"}
         return {"commit": None, "dirty": None}
 
 
