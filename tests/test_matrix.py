@@ -1,0 +1,110 @@
+"""Run matrices (`mtloca matrix`), training from a prepared-data file, folds merged from several processes."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtloca_lib.cli import main
+from mtloca_lib.config import make_config
+from mtloca_lib.cv import run_cv
+from mtloca_lib.datasets import load_prepared, read_prepared_file
+from mtloca_lib.errors import DataError
+from mtloca_lib.matrix import fold_metrics_from_logs, plan_jobs
+from mtloca_lib.runio import git_commit
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MTLOCA_DATASET", raising=False)
+    monkeypatch.delenv("MTLOCA_DATA", raising=False)
+    return tmp_path / "cache"
+
+
+def test_plan_jobs_covers_the_product_and_rejects_unknown_names():
+    jobs = plan_jobs(["mtl_oca", "unet_st"], ["image", "grouped"], [0, 1], k=3, split_folds=True)
+    assert len(jobs) == 2 * 2 * 2 * 3
+    assert len({j.label for j in jobs}) == len(jobs)
+    assert plan_jobs(["mtl_oca"], ["image"], [0], k=5, split_folds=False)[0].fold is None
+    with pytest.raises(ValueError, match="unknown model"):
+        plan_jobs(["mtl_oka"], ["image"], [0], k=5, split_folds=False)
+    with pytest.raises(ValueError, match="unknown protocol"):
+        plan_jobs(["mtl_oca"], ["leaky"], [0], k=5, split_folds=False)
+
+
+def test_read_prepared_file_roundtrip_and_errors(tmp_path, cache):
+    data = load_prepared("phantom", size=64, n_per_class=(3, 4, 4))
+    npz = Path(data.params["cache_file"]) if "cache_file" in data.params else next(cache.glob("phantom-64-*.npz"))
+    again = read_prepared_file(npz)
+    assert again.case_ids == data.case_ids and again.fingerprint == data.fingerprint
+    assert (again.images == data.images).all() and (again.masks == data.masks).all()
+    lone = tmp_path / "lone.npz"
+    shutil.copy(npz, lone)  # without its .json sidecar
+    with pytest.raises(DataError, match="sidecar"):
+        read_prepared_file(lone)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not an npz")
+    shutil.copy(npz.with_suffix(".json"), broken.with_suffix(".json"))
+    with pytest.raises(DataError, match="not a readable prepared-data file"):
+        read_prepared_file(broken)
+
+
+def test_train_from_prepared_file_equals_train_from_source(tmp_path, cache, capsys):
+    base = ["train", "--profile", "smoke", "--model", "unet_st", "--set", "epochs=1"]
+    assert main(base + ["--run-dir", str(tmp_path / "a")]) == 0
+    npz = next(cache.glob("phantom-64-*.npz"))
+    assert main(base + ["--run-dir", str(tmp_path / "b"), "--prepared", str(npz)]) == 0
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "a" / "predictions.csv"),
+                                  pd.read_csv(tmp_path / "b" / "predictions.csv"))
+    # a file of another size is refused, nothing is written
+    capsys.readouterr()
+    assert main(base + ["--run-dir", str(tmp_path / "c"), "--prepared", str(npz), "--set", "size=32"]) == 2
+    assert "64 px but the run wants 'phantom' at 32 px" in capsys.readouterr().err
+    assert not (tmp_path / "c").exists()
+
+
+def test_folds_from_separate_calls_merge_into_one_identical_run(tmp_path, cache):
+    cfg = make_config("mtl_oca", "smoke", {"epochs": 1})
+    whole = run_cv(cfg, tmp_path / "whole", log=lambda s: None)
+    split = tmp_path / "split"
+    for fold in range(cfg.k):  # as `mtloca matrix --split-folds` does, one process per fold
+        run_cv(make_config("mtl_oca", "smoke", {"epochs": 1, "folds": [fold]}), split, log=lambda s: None)
+    merged = run_cv(cfg, split, log=lambda s: None)  # all finished: collects only
+    pd.testing.assert_frame_equal(whole, merged)
+    pd.testing.assert_frame_equal(pd.read_csv(tmp_path / "whole" / "predictions.csv"),
+                                  pd.read_csv(split / "predictions.csv"))
+    manifest = json.loads((split / "manifest.json").read_text())
+    assert sorted(manifest["folds"]) == [str(f) for f in range(cfg.k)]
+    assert json.loads((split / "config.json").read_text())["folds"] is None
+
+
+def test_matrix_command_runs_jobs_in_parallel_processes(tmp_path, cache, capsys):
+    rc = main(["matrix", "--profile", "smoke", "--models", "unet_st", "--protocols", "image", "--workers", "2",
+               "--split-folds", "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"),
+               "--set", "epochs=1"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    run = tmp_path / "runs" / "phantom" / "smoke" / "image" / "unet_st-seed0"
+    assert len(pd.read_csv(run / "fold_metrics.csv")) == 3
+    logged = fold_metrics_from_logs(tmp_path / "logs")
+    stored = pd.read_csv(run / "fold_metrics.csv")
+    assert sorted(logged["fold"]) == [0, 1, 2]
+    for _, row in logged.iterrows():
+        assert row["dice"] == pytest.approx(stored.loc[stored["fold"] == row["fold"], "dice"].item(), abs=1e-4)
+
+
+def test_matrix_reports_a_failing_job(tmp_path, cache, capsys):
+    rc = main(["matrix", "--profile", "smoke", "--models", "unet_st", "--protocols", "image",
+               "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"), "--set", "epochz=1"])
+    assert rc == 1
+    captured = capsys.readouterr()
+    assert "FAILED" in captured.out and "epochz" in captured.err
+
+
+def test_git_commit_prefers_the_callers_word(monkeypatch):
+    monkeypatch.setenv("MTLOCA_GIT_COMMIT", "abc123")
+    assert git_commit()["commit"] == "abc123"
