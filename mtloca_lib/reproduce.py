@@ -72,6 +72,42 @@ def run_all(params: dict, only: list[str] | None = None, out_dir: Path | None = 
     return done
 
 
+#: Calls whose figures show the dataset's own images (examples, near-duplicate pairs,
+#: qualitative segmentations, Grad-CAM overlays): see :func:`strip_data_images`.
+DATA_IMAGE_CALLS = ("figure3(", "sigma_figure(", "duplicate_pairs_figure(", "figure4_from_runs(",
+                    "figure6(", "figure6_from_runs(")
+
+
+def strip_data_images(nb_path: Path) -> int:
+    """Remove image outputs of cells that draw the dataset's images; returns how many.
+
+    Used for the executed copies committed to the repository (``--no-data-images``): the
+    tables and plots of numbers stay, pictures made of patients' scans are replaced by a
+    one-line note, so no image data enters git. Run the notebook locally to see them.
+    """
+    import nbformat
+
+    nb = nbformat.read(str(nb_path), as_version=4)
+    removed = 0
+    for cell in nb.cells:
+        if cell.cell_type != "code" or not any(call in cell.source for call in DATA_IMAGE_CALLS):
+            continue
+        kept = []
+        for out in cell.get("outputs", []):
+            data = out.get("data", {})
+            if any(k.startswith("image/") for k in data):
+                removed += 1
+                continue
+            kept.append(out)
+        if len(kept) != len(cell.get("outputs", [])):
+            kept.append(nbformat.v4.new_output("stream", name="stdout", text=(
+                "[figure of dataset images removed from this committed copy; run the notebook "
+                "locally to see it]\n")))
+        cell["outputs"] = kept
+    nbformat.write(nb, str(nb_path))
+    return removed
+
+
 def main(argv=None) -> int:
     d = default_parameters()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -83,16 +119,30 @@ def main(argv=None) -> int:
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--device", default=d["device"])
     p.add_argument("--only", nargs="*", default=None, help="notebook number prefixes to run, e.g. 00 02")
+    p.add_argument("--out", type=Path, default=REPO / "notebooks" / "executed",
+                   help="folder for the executed notebooks (default: notebooks/executed)")
+    p.add_argument("--figures-dir", default=os.environ.get("MTLOCA_FIGURES", "figures"),
+                   help="where figures go; relative paths are from the repository (default: $MTLOCA_FIGURES or figures)")
+    p.add_argument("--tables-dir", default=os.environ.get("MTLOCA_TABLES", "tables"),
+                   help="where tables go; relative paths are from the repository (default: $MTLOCA_TABLES or tables)")
+    p.add_argument("--no-data-images", action="store_true",
+                   help="strip figures made of the dataset's images from the executed copies (for committing them)")
     args = p.parse_args(argv)
-    params = {k: getattr(args, k) for k in ("dataset", "data_root", "protocol", "profile", "run_root", "seed", "device")}
+    params = {k: getattr(args, k) for k in ("dataset", "data_root", "protocol", "profile", "run_root", "seed", "device",
+                                            "figures_dir", "tables_dir")}
     if params["dataset"] == "phantom":
         print("reproduce: no real dataset configured (MTLOCA_DATASET/MTLOCA_DATA): running on the "
               "built-in synthetic phantom; numbers are NOT the paper's. See data/README.md.")
     print("reproduce: parameters " + " ".join(f"{k}={v}" for k, v in params.items()))
     t0 = time.perf_counter()
-    run_all(params, args.only)
-    print(f"reproduce: all notebooks ran in {time.perf_counter() - t0:.0f}s; figures in figures/, "
-          f"tables in tables/, executed notebooks in notebooks/executed/")
+    done = run_all(params, args.only, out_dir=args.out)
+    if args.no_data_images:
+        for nb in done:
+            n = strip_data_images(nb)
+            if n:
+                print(f"reproduce: removed {n} figure(s) of dataset images from {nb.name}")
+    print(f"reproduce: all notebooks ran in {time.perf_counter() - t0:.0f}s; figures in {args.figures_dir}, "
+          f"tables in {args.tables_dir}, executed notebooks in {args.out}")
     return 0
 
 

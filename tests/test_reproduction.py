@@ -112,3 +112,27 @@ def test_holm():
     adj = R.holm([0.01, 0.04, 0.03, np.nan])
     np.testing.assert_allclose(adj[:3], [0.03, 0.06, 0.06])
     assert np.isnan(adj[3])
+
+
+def test_strip_data_images_removes_only_dataset_pictures(tmp_path):
+    import nbformat
+
+    from mtloca_lib.reproduce import strip_data_images
+
+    png = {"image/png": "iVBORw0KGgo=", "text/plain": "<Figure>"}
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("fig = figures.figure4_from_runs(runs, picks)",
+                                  outputs=[nbformat.v4.new_output("display_data", data=png),
+                                           nbformat.v4.new_output("stream", name="stdout", text="Dice table\n")]),
+        nbformat.v4.new_code_cell("fig = figures.figure5(confusions)",
+                                  outputs=[nbformat.v4.new_output("display_data", data=png)]),
+    ]
+    path = tmp_path / "nb.ipynb"
+    nbformat.write(nb, str(path))
+    assert strip_data_images(path) == 1
+    out = nbformat.read(str(path), as_version=4)
+    first = out.cells[0].outputs
+    assert [o.get("text", "") for o in first] == ["Dice table\n", first[1]["text"]]
+    assert "removed" in first[1]["text"]
+    assert "image/png" in out.cells[1].outputs[0]["data"]  # plots of numbers stay
