@@ -1,0 +1,201 @@
+"""The README's BUSI results block, generated from the committed runs (never typed by hand).
+
+``python -m mtloca_lib.results_section`` rewrites the block between
+``<!-- busi-results:begin -->`` and ``<!-- busi-results:end -->`` in README.md from:
+
+- complete run directories ``runs/busi/<profile>/<protocol>/<model>-seed<seed>``
+  (fold_metrics.csv, predictions.csv, manifest.json);
+- ``runs/busi/cpu_on_cpu/...``: the same configuration run on a CPU (device check);
+- ``runs/busi/device_logs/fold_metrics_from_logs.csv``: fold metrics of runs whose
+  directories were lost, recovered from their job logs (marked as such).
+
+A test (tests/test_results_section.py) checks that the README block equals what this
+module renders from the committed files, so the numbers cannot drift from the runs.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
+
+REPO = Path(__file__).resolve().parents[1]
+BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
+METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
+PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
+
+
+def _complete(run_dir: Path) -> bool:
+    f = run_dir / "fold_metrics.csv"
+    if not f.exists():
+        return False
+    k = json.loads((run_dir / "config.json").read_text())["k"]
+    return len(pd.read_csv(f)) == k
+
+
+def _device(run_dir: Path) -> str:
+    env = json.loads((run_dir / "manifest.json").read_text()).get("environment", {})
+    if env.get("gpu"):
+        return env["gpu"]
+    if str(env.get("device", "cpu")).startswith("cpu"):
+        return f"CPU ({env.get('cpu_count', '?')} cores)"
+    return str(env.get("device"))
+
+
+def _fmt(values, decimals: int = 3) -> str:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "n/a"
+    return f"{v.mean():.{decimals}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{decimals}f}"
+
+
+def _row(folds: pd.DataFrame, decimals: int = 3) -> dict:
+    return {m: _fmt(folds[m], 1 if m == "hd95_lesion" else decimals) for m in METRICS if m in folds}
+
+
+def _md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False)
+
+
+def comparison_block(root: Path, profile: str) -> list[str]:
+    rows, tests_runs = [], {}
+    for protocol in ("image", "grouped"):
+        for model in COMPARISON_MODELS:
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            if not _complete(rd):
+                continue
+            tests_runs.setdefault(protocol, {})[model] = rd
+            rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
+                         **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd)})
+    if not rows:
+        return []
+    out = ["**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** "
+           "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
+           "lesion Dice/HD95 (pixels at 128 px) over images with a lesion; accuracy and macro AUC "
+           "of the 3-class prediction.", "", _md(pd.DataFrame(rows)), ""]
+    # the protocol effect, per model, in mean over folds
+    eff = []
+    for model in COMPARISON_MODELS:
+        if all(model in tests_runs.get(p, {}) for p in ("image", "grouped")):
+            a = pd.read_csv(tests_runs["image"][model] / "fold_metrics.csv")
+            b = pd.read_csv(tests_runs["grouped"][model] / "fold_metrics.csv")
+            eff.append({"model": DISPLAY[model],
+                        **{f"Δ {m} (grouped − image)": f"{b[m].mean() - a[m].mean():+.3f}"
+                           for m in ("dice", "dice_lesion", "iou", "accuracy", "macro_auc")}})
+    if eff:
+        out += ["**How much the leakage-free protocol changes each number** (grouped minus image-level, "
+                "means over folds):", "", _md(pd.DataFrame(eff)), ""]
+    from .reproduction import holm, paired_tests
+
+    if len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values()):
+        t = paired_tests(tests_runs, [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")])
+        t["p_holm"] = holm(t["p_value"])
+        shown = pd.DataFrame({
+            "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
+            "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
+            "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
+            "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
+                                        zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
+            "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
+            "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+        })
+        out += ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
+                "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
+                f"{len(t)} tests):", "", _md(shown), ""]
+    return out
+
+
+def ablation_block(root: Path, profile: str) -> list[str]:
+    logs_csv = root / "runs" / "busi" / "device_logs" / "fold_metrics_from_logs.csv"
+    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    rows = []
+    for protocol in ("image", "grouped"):
+        for model in ABLATION_MODELS:
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            if _complete(rd):
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                             **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
+                             "source": "run directory"})
+                continue
+            if len(logs):
+                sel = logs[(logs["model"] == model) & (logs["protocol"] == protocol) & (logs["seed"] == 0)]
+                if len(sel) == 5:
+                    rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                                 **_row(sel), "device": "NVIDIA H200", "source": "job logs (fold metrics only)"})
+                    continue
+            rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                         "source": "not complete yet"})
+        cpu_rd = root / "runs" / "busi" / "cpu_on_cpu" / protocol / "mtl_oca-seed0"
+        if protocol == "grouped" and _complete(cpu_rd):
+            rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
+                         **_row(pd.read_csv(cpu_rd / "fold_metrics.csv")), "device": _device(cpu_rd),
+                         "source": "run directory (runs/busi/cpu_on_cpu)"})
+    table = pd.DataFrame(rows).fillna("")
+    return ["**Table 6 (ablation): mean ± std over folds, seed 0.** (1) no OCA, classification from "
+            "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
+            "model.", "", _md(table), ""]
+
+
+def spread_block(root: Path, profile: str) -> list[str]:
+    rows = []
+    base = root / "runs" / "busi"
+    logs_csv = base / "device_logs" / "fold_metrics_from_logs.csv"
+    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    for model in ("mtl_oca", "unet_st"):
+        for seed in (0, 1, 2):
+            rd = base / profile / "grouped" / f"{model}-seed{seed}"
+            if _complete(rd):
+                folds, dev, src = pd.read_csv(rd / "fold_metrics.csv"), _device(rd), "run directory"
+            elif len(logs) and len(sel := logs[(logs["model"] == model) & (logs["protocol"] == "grouped")
+                                               & (logs["seed"] == seed)]) == 5:
+                folds, dev, src = sel, "NVIDIA H200", "job logs"
+            else:
+                continue
+            rows.append({"model": DISPLAY[model], "seed": seed, "device": dev, "source": src,
+                         "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
+                         "accuracy": f"{folds['accuracy'].mean():.3f}"})
+        cpu_rd = base / "cpu_on_cpu" / "grouped" / f"{model}-seed0"
+        if _complete(cpu_rd):
+            folds = pd.read_csv(cpu_rd / "fold_metrics.csv")
+            rows.append({"model": DISPLAY[model], "seed": 0, "device": _device(cpu_rd), "source": "run directory (cpu_on_cpu)",
+                         "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
+                         "accuracy": f"{folds['accuracy'].mean():.3f}"})
+    if not rows:
+        return []
+    return ["**Run-to-run spread (grouped protocol, means over folds):** the same configuration with "
+            "another seed, or on another device (the CUDA random generator draws other augmentations "
+            "and batch orders than the CPU one, so a seed means a different run on each device).", "",
+            _md(pd.DataFrame(rows)), ""]
+
+
+def render(root: Path = REPO, profile: str = "cpu") -> str:
+    lines = comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: Path = REPO / "README.md", root: Path = REPO) -> bool:
+    """Rewrite the block in README.md; returns True when it changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + render(root) + END + tail
+    readme.write_text(new)
+    return new != text
+
+
+def readme_block(readme: Path = REPO / "README.md") -> str:
+    text = readme.read_text()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
+
+
+if __name__ == "__main__":
+    changed = update_readme()
+    print("README.md results block " + ("updated" if changed else "unchanged"))
+    sys.exit(0)
