@@ -168,8 +168,10 @@ def spread_block(root: Path, profile: str) -> list[str]:
     if not rows:
         return []
     return ["**Run-to-run spread (grouped protocol, means over folds):** the same configuration with "
-            "another seed, or on another device (the CUDA random generator draws other augmentations "
-            "and batch orders than the CPU one, so a seed means a different run on each device).", "",
+            "another seed, or on another device. The H200 runs drew augmentations and batch orders on the "
+            "CUDA random generator, so their seed 0 is a different run from the CPU's seed 0 (since "
+            "then both devices draw them on the CPU generator, and a seed means the same draws "
+            "everywhere).", "",
             _md(pd.DataFrame(rows)), ""]
 
 

@@ -264,7 +264,11 @@ def train_fold(
     model = prepare_memory_format(model, channels_last, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_fn = MultiTaskLoss(**cfg.loss)
-    gen = torch.Generator(device=device if device.type == "cuda" else "cpu")
+    # Batch order and augmentation parameters are drawn on a CPU generator on every
+    # device (a few numbers per step, then moved), so a seed draws the same batches and
+    # augmentations on a CPU and a GPU; only kernel numerics differ. (Runs made before
+    # this, e.g. the H200 runs at commit ee6bcf2, drew them on the CUDA generator.)
+    gen = torch.Generator(device="cpu")
     gen.manual_seed(fold_seed)
     start_epoch, history = 0, []
 
@@ -273,7 +277,7 @@ def train_fold(
         state = torch.load(checkpoint_path, map_location=device, weights_only=False)
         model.load_state_dict(state["model"])
         optim.load_state_dict(state["optim"])
-        gen.set_state(state["generator"].to(gen.device) if gen.device.type != "cpu" else state["generator"])
+        gen.set_state(state["generator"].cpu())
         torch.set_rng_state(state["torch_rng"])
         start_epoch, history = state["epoch"], state["history"]
         log(f"fold {fold}: resuming from epoch {start_epoch} ({checkpoint_path.name})")
