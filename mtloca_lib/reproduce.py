@@ -108,6 +108,23 @@ def strip_data_images(nb_path: Path) -> int:
     return removed
 
 
+def scrub_paths(nb_path: Path, replacements: dict[str, str]) -> int:
+    """Replace machine-specific absolute paths (repository, data root) in an executed
+    notebook's metadata and injected-parameters cell; returns how many were replaced.
+
+    Cell outputs are path-free already (the notebooks print paths relative to the
+    repository); papermill's metadata and the injected parameters are not.
+    """
+    text = Path(nb_path).read_text()
+    count = 0
+    for old, new in sorted(replacements.items(), key=lambda kv: -len(kv[0])):
+        if old:
+            count += text.count(old)
+            text = text.replace(old, new)
+    Path(nb_path).write_text(text)
+    return count
+
+
 def main(argv=None) -> int:
     d = default_parameters()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -127,6 +144,8 @@ def main(argv=None) -> int:
                    help="where tables go; relative paths are from the repository (default: $MTLOCA_TABLES or tables)")
     p.add_argument("--no-data-images", action="store_true",
                    help="strip figures made of the dataset's images from the executed copies (for committing them)")
+    p.add_argument("--scrub-paths", action="store_true",
+                   help="replace the repository and data-root paths in the executed copies by placeholders")
     args = p.parse_args(argv)
     params = {k: getattr(args, k) for k in ("dataset", "data_root", "protocol", "profile", "run_root", "seed", "device",
                                             "figures_dir", "tables_dir")}
@@ -141,6 +160,9 @@ def main(argv=None) -> int:
             n = strip_data_images(nb)
             if n:
                 print(f"reproduce: removed {n} figure(s) of dataset images from {nb.name}")
+    if args.scrub_paths:
+        for nb in done:
+            scrub_paths(nb, {str(REPO): "<repo>", params["data_root"]: "<data_root>"})
     print(f"reproduce: all notebooks ran in {time.perf_counter() - t0:.0f}s; figures in {args.figures_dir}, "
           f"tables in {args.tables_dir}, executed notebooks in {args.out}")
     return 0

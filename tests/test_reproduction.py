@@ -136,3 +136,13 @@ def test_strip_data_images_removes_only_dataset_pictures(tmp_path):
     assert [o.get("text", "") for o in first] == ["Dice table\n", first[1]["text"]]
     assert "removed" in first[1]["text"]
     assert "image/png" in out.cells[1].outputs[0]["data"]  # plots of numbers stay
+
+
+def test_scrub_paths_replaces_longest_first(tmp_path):
+    from mtloca_lib.reproduce import scrub_paths
+
+    nb = tmp_path / "nb.ipynb"
+    nb.write_text('{"a": "/srv/repo/notebooks", "b": "/srv/repo/data/BUSI", "c": "/elsewhere"}')
+    n = scrub_paths(nb, {"/srv/repo": "<repo>", "/srv/repo/data/BUSI": "<data_root>", "": "x"})
+    assert n == 2
+    assert nb.read_text() == '{"a": "<repo>/notebooks", "b": "<data_root>", "c": "/elsewhere"}'
