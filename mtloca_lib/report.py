@@ -106,7 +106,28 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
     if "pred_label_a" in merged and "pred_label_b" in merged:
         correct_a = (merged["pred_label_a"] == merged["true_label_a"]).to_numpy()
         correct_b = (merged["pred_label_b"] == merged["true_label_b"]).to_numpy()
-    return paired_comparison(
+    table = paired_comparison(
         merged["dice_a"].to_numpy(), merged["dice_b"].to_numpy(), correct_a, correct_b,
         names=(run_label(run_a), run_label(run_b)),
     )
+    dev_a, dev_b = run_device(run_a), run_device(run_b)
+    table["same_device"] = dev_a == dev_b
+    if dev_a != dev_b:
+        import warnings
+
+        warnings.warn(
+            f"comparing runs made on different devices ({dev_a} vs {dev_b}): their random draws "
+            "and numerics differ, so a difference may be the device's, not the model's",
+            RuntimeWarning, stacklevel=2)
+    return table
+
+
+def run_device(run_dir: str | Path) -> str | None:
+    """The device a run was trained on (GPU name, or "cpu"), from its manifest; None if unknown."""
+    import json
+
+    path = Path(run_dir) / "manifest.json"
+    if not path.exists():
+        return None
+    env = json.loads(path.read_text()).get("environment", {})
+    return env.get("gpu") or (str(env["device"]).split(":")[0] if env.get("device") else None)

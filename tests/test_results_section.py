@@ -33,3 +33,26 @@ def test_update_readme_needs_markers(tmp_path):
     assert rs.update_readme(readme, root=tmp_path)
     assert readme.read_text().startswith("a\n") and readme.read_text().endswith(f"{rs.END}\nb\n")
     assert rs.readme_block(readme) == rs.render(root=tmp_path)
+
+
+def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
+    import json
+    import shutil
+
+    from mtloca_lib.config import make_config
+    from mtloca_lib.cv import run_cv
+    from mtloca_lib.report import compare_runs, run_device
+
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    a = tmp_path / "a"
+    run_cv(make_config("unet_st", "smoke", {"epochs": 1}), a, log=lambda s: None)
+    b = tmp_path / "b"
+    shutil.copytree(a, b)
+    table = compare_runs(a, b)
+    assert table["same_device"].all() and run_device(a) == "cpu"
+    manifest = json.loads((b / "manifest.json").read_text())
+    manifest["environment"].update({"device": "cuda", "gpu": "NVIDIA H200"})
+    (b / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.warns(RuntimeWarning, match="different devices"):
+        table = compare_runs(a, b)
+    assert not table["same_device"].any()
