@@ -194,10 +194,12 @@ def spread_block(root: Path, profile: str) -> list[str]:
             rows.append({"model": DISPLAY[model], "seed": seed, "device": dev, "source": src,
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
-        cpu_rd = base / "cpu_on_cpu" / "grouped" / f"{model}-seed0"
-        if _complete(cpu_rd):
+        for seed in (0, 1, 2):
+            cpu_rd = base / "cpu_on_cpu" / "grouped" / f"{model}-seed{seed}"
+            if not _complete(cpu_rd):
+                continue
             folds = pd.read_csv(cpu_rd / "fold_metrics.csv")
-            rows.append({"model": DISPLAY[model], "seed": 0, "device": _device(cpu_rd), "source": "run directory (cpu_on_cpu)",
+            rows.append({"model": DISPLAY[model], "seed": seed, "device": _device(cpu_rd), "source": "run directory (cpu_on_cpu)",
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
     if not rows:
