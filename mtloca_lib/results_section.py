@@ -212,8 +212,40 @@ def spread_block(root: Path, profile: str) -> list[str]:
             _md(pd.DataFrame(rows)), ""]
 
 
+def seeds_block(root: Path) -> list[str]:
+    """Model difference against seed noise, from the CPU runs of several seeds (grouped protocol)."""
+    from . import seeds
+
+    base = root / "runs" / "busi" / "cpu_on_cpu" / "grouped"
+    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in ("mtl_oca", "unet_st")}
+    if min(len(v) for v in runs.values()) < 2:
+        return []
+    table = seeds.seed_level_test(seeds.seed_table(runs), "mtl_oca", "unet_st")
+    shown = pd.DataFrame({
+        "metric": table["metric"],
+        "MTL-OCA (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_a"], table["sd_a"])],
+        "UNet (ST) (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_b"], table["sd_b"])],
+        "seeds": [f"{a} / {b}" for a, b in zip(table["n_seeds_a"], table["n_seeds_b"])],
+        "difference (MTL-OCA − UNet (ST))": [f"{d:+.3f}" for d in table["difference"]],
+        "|difference| / larger seed sd": [f"{r:.1f}" for r in table["difference_in_seed_sd"]],
+        "Welch p over seeds": [f"{p:.2g}" for p in table["p_value"]],
+    })
+    same = seeds.same_model_tests(runs)
+    n_sig = int((same["p_value"] < 0.05).sum())
+    by_test = {t: same[same["test"] == t] for t in ("wilcoxon", "mcnemar")}
+    sentence = (f"Calibration: the per-image paired tests between two seeds of the *same* model came out "
+                f"significant (p < 0.05, unadjusted) in {n_sig} of {len(same)} cases "
+                f"(Dice/Wilcoxon: {int((by_test['wilcoxon']['p_value'] < 0.05).sum())} of {len(by_test['wilcoxon'])}, "
+                f"accuracy/McNemar: {int((by_test['mcnemar']['p_value'] < 0.05).sum())} of {len(by_test['mcnemar'])}; "
+                f"largest same-model Dice difference {by_test['wilcoxon']['mean_difference'].abs().max():.3f}).")
+    return ["**Model difference against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.seeds`).** "
+            "Each seed's 5-fold run is one observation; Welch's t-test over the seed means.", "",
+            _md(shown), "", sentence, ""]
+
+
 def render(root: Path = REPO, profile: str = "cpu") -> str:
-    lines = comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
+    lines = (comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
+             + seeds_block(root))
     return "\n".join(lines).rstrip() + "\n"
 
 

@@ -1,0 +1,71 @@
+"""Seed noise against model differences (mtloca_lib.seeds), on hand-made run directories."""
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtloca_lib import seeds
+
+
+def _run(root, name, seed, fold_dice, image_dice=None, correct=None):
+    rd = root / f"{name}-seed{seed}"
+    rd.mkdir(parents=True)
+    (rd / "config.json").write_text(json.dumps({"name": name, "protocol": "grouped", "seed": seed}))
+    pd.DataFrame({"fold": range(len(fold_dice)), "dice": fold_dice, "dice_lesion": fold_dice,
+                  "accuracy": [0.5] * len(fold_dice)}).to_csv(rd / "fold_metrics.csv", index=False)
+    if image_dice is not None:
+        n = len(image_dice)
+        pd.DataFrame({"case_id": [f"c{i}" for i in range(n)], "dice": image_dice, "true_label": [1] * n,
+                      "pred_label": np.where(correct, 1, 0)}).to_csv(rd / "predictions.csv", index=False)
+    return rd
+
+
+def test_seed_table_averages_folds_and_rejects_duplicate_seeds(tmp_path):
+    a0 = _run(tmp_path, "a", 0, [0.4, 0.6])
+    a1 = _run(tmp_path, "a", 1, [0.5, 0.7])
+    t = seeds.seed_table({"a": [a0, a1]})
+    assert list(t["seed"]) == [0, 1] and t["dice"].tolist() == pytest.approx([0.5, 0.6])
+    assert set(t["n_folds"]) == {2}
+    with pytest.raises(ValueError, match="same seed"):
+        seeds.seed_table({"a": [a0, a0]})
+    with pytest.raises(ValueError, match="no column"):
+        seeds.seed_table({"a": [a0]}, metrics=("hd95",))
+
+
+def test_seed_level_test_separates_a_real_gap_from_seed_noise(tmp_path):
+    # model a: seed means 0.50, 0.52, 0.48 (sd 0.02); model b: 0.30, 0.31, 0.29 (sd 0.01)
+    runs = {"a": [_run(tmp_path, "a", s, [m, m]) for s, m in enumerate((0.50, 0.52, 0.48))],
+            "b": [_run(tmp_path, "b", s, [m, m]) for s, m in enumerate((0.30, 0.31, 0.29))],
+            "c": [_run(tmp_path, "c", s, [m, m]) for s, m in enumerate((0.51, 0.47, 0.50))]}
+    t = seeds.seed_table(runs, metrics=("dice",))
+    far = seeds.seed_level_test(t, "a", "b", metrics=("dice",)).set_index("metric").loc["dice"]
+    assert far["difference"] == pytest.approx(0.20)
+    assert far["sd_a"] == pytest.approx(0.02) and far["difference_in_seed_sd"] == pytest.approx(10.0)
+    assert far["p_value"] < 0.01
+    near = seeds.seed_level_test(t, "a", "c", metrics=("dice",)).set_index("metric").loc["dice"]
+    assert near["difference_in_seed_sd"] < 1 and near["p_value"] > 0.5
+    with pytest.raises(ValueError, match="no runs"):
+        seeds.seed_level_test(t, "a", "zzz")
+
+
+def test_seed_level_test_with_one_seed_gives_no_p_value(tmp_path):
+    t = seeds.seed_table({"a": [_run(tmp_path, "a", 0, [0.5])], "b": [_run(tmp_path, "b", 0, [0.3])]})
+    row = seeds.seed_level_test(t, "a", "b").iloc[0]
+    assert np.isnan(row["p_value"]) and np.isnan(row["difference_in_seed_sd"])
+
+
+def test_same_model_tests_pair_every_two_seeds(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.uniform(0, 1, 200)
+    dirs = [_run(tmp_path, "a", s, [0.5], base + rng.normal(0, 0.05, 200) + 0.1 * (s == 2),
+                 rng.uniform(size=200) < 0.6) for s in range(3)]
+    t = seeds.same_model_tests({"a": dirs})
+    pairs = t[t["test"] == "wilcoxon"][["seed_a", "seed_b"]].values.tolist()
+    assert pairs == [[0, 1], [0, 2], [1, 2]]
+    assert set(t["test"]) == {"wilcoxon", "mcnemar"} and (t["model"] == "a").all()
+    # seeds 0 and 1 draw the same distribution; seed 2 is shifted by 0.1
+    w = t[t["test"] == "wilcoxon"].set_index(["seed_a", "seed_b"])["p_value"]
+    assert w[(0, 2)] < 1e-6 and w[(1, 2)] < 1e-6 and w[(0, 1)] > 1e-3
