@@ -125,17 +125,28 @@ class MultiTaskLoss(nn.Module):
                                                self.focal_gamma, self.class_weights)
         return terms
 
-    def forward(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
-                labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+    def total_and_terms(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
+                        labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+        """Like :meth:`forward`, but the logged terms stay detached 0-d tensors on the device.
+
+        The training loop sums them on the device and reads them back once per epoch: on a
+        GPU, converting each term to a Python float forces a host-device synchronisation per
+        term and step.
+        """
         terms = self.terms(outputs, masks, labels)
         total = terms["seg"]
         if "seg_soft" in terms:
             total = total + self.alpha * terms["seg_soft"]
         if "cls" in terms:
             total = total + self.cls_weight * terms["cls"]
-        logged = {name: float(value.detach()) for name, value in terms.items()}
-        logged["total"] = float(total.detach())
+        logged = {name: value.detach() for name, value in terms.items()}
+        logged["total"] = total.detach()
         return total, logged
+
+    def forward(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
+                labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, float]]:
+        total, logged = self.total_and_terms(outputs, masks, labels)
+        return total, {name: float(value) for name, value in logged.items()}
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, cls_weight={self.cls_weight}, "

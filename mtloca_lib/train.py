@@ -157,7 +157,8 @@ def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
     """One optimiser step on a batch (the loop's inner step; also timed by the benchmark).
 
     Returns:
-        the loss terms (dict of Python floats) from ``loss_fn``.
+        the loss terms from ``loss_fn.total_and_terms``: detached 0-d tensors on the
+        device (no host synchronisation here; the caller reads them back when it needs to).
     """
     if channels_last:
         x = x.contiguous(memory_format=torch.channels_last)
@@ -169,7 +170,7 @@ def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
     with ctx:
         out = model(x)
     out = {k: v.float() for k, v in out.items()}
-    loss, terms = loss_fn(out, y, labels)
+    loss, terms = loss_fn.total_and_terms(out, y, labels)
     optim.zero_grad(set_to_none=True)
     loss.backward()
     optim.step()
@@ -298,7 +299,7 @@ def train_fold(
     for epoch in epochs:
         model.train()
         t0 = time.perf_counter()
-        sums: dict[str, float] = {}
+        sums: dict[str, torch.Tensor] = {}  # float64 on the device: read back once per epoch
         perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
         for s in range(steps):
             idx = perm[s * bs : (s + 1) * bs]
@@ -310,9 +311,10 @@ def train_fold(
                 x, y = network_inputs(images, cfg), masks[:, 0].long()
             terms = train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
             for k, v in terms.items():
-                sums[k] = sums.get(k, 0.0) + float(v)
+                sums[k] = sums[k] + v.double() if k in sums else v.double()
+        sums_host = {k: float(v) for k, v in sums.items()}  # the epoch's one read-back (and sync)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
-        record.update({k: v / max(steps, 1) for k, v in sums.items()})
+        record.update({k: v / max(steps, 1) for k, v in sums_host.items()})
         history.append(record)
         atomic_torch_save(
             checkpoint_path,

@@ -53,6 +53,20 @@ def test_total_is_cls_plus_alpha_soft_plus_seg():
     assert terms["total"] == pytest.approx(total.item())
 
 
+def test_total_and_terms_keeps_detached_tensors_equal_to_the_floats():
+    # the training loop sums these on the device and reads them back once per epoch
+    x, masks, labels = _batch()
+    out = _model("proposed")(x.double())
+    loss = MultiTaskLoss(alpha=0.4)
+    total_t, tensors = loss.total_and_terms(out, masks, labels)
+    total_f, floats = loss(out, masks, labels)
+    torch.testing.assert_close(total_t, total_f)
+    assert total_t.requires_grad and set(tensors) == set(floats)
+    for k, v in tensors.items():
+        assert isinstance(v, torch.Tensor) and v.dim() == 0 and not v.requires_grad
+        assert float(v) == floats[k]
+
+
 @pytest.mark.parametrize("name,keys", [
     ("no_oca", {"seg", "cls", "total"}),
     ("unet_st", {"seg", "cls", "total"}),
