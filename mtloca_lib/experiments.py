@@ -14,6 +14,7 @@ from pathlib import Path
 import pandas as pd
 
 from .config import MODEL_PRESETS, RunConfig, make_config
+from .runio import read_json
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -147,6 +148,22 @@ def run_dir(params: NotebookParams, model: str, protocol: str, seed: int | None 
     seed = params.seed if seed is None else seed
     dataset = params.dataset + ("2class" if two_class and params.dataset == "phantom" else "")
     return params.path("run_root") / dataset / params.profile / protocol / f"{model}-seed{seed}"
+
+
+def finished_seeds(params: NotebookParams, model: str, protocol: str, seeds=range(10)) -> list[Path]:
+    """Run directories of the finished runs of ``model`` for every seed found (seed order).
+
+    A run counts when its ``fold_metrics.csv`` has all ``k`` folds. Used to weigh a
+    model difference against seed noise (:mod:`mtloca_lib.seeds`).
+    """
+    found = []
+    for seed in seeds:
+        rd = run_dir(params, model, protocol, seed)
+        metrics = rd / "fold_metrics.csv"
+        if metrics.exists() and len(pd.read_csv(metrics)) == RunConfig.from_dict(
+                read_json(rd / "config.json")).k:
+            found.append(rd)
+    return found
 
 
 def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,

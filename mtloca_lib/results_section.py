@@ -131,7 +131,7 @@ def ablation_block(root: Path, profile: str) -> list[str]:
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                          "source": "not complete yet"})
         cpu_rd = root / "runs" / "busi" / "cpu_on_cpu" / protocol / "mtl_oca-seed0"
-        if protocol == "grouped" and _complete(cpu_rd):
+        if _complete(cpu_rd):
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
                          **_row(pd.read_csv(cpu_rd / "fold_metrics.csv")), "device": _device(cpu_rd),
                          "source": "run directory (runs/busi/cpu_on_cpu)"})
@@ -230,17 +230,10 @@ def seeds_block(root: Path) -> list[str]:
         "|difference| / larger seed sd": [f"{r:.1f}" for r in table["difference_in_seed_sd"]],
         "Welch p over seeds": [f"{p:.2g}" for p in table["p_value"]],
     })
-    same = seeds.same_model_tests(runs)
-    n_sig = int((same["p_value"] < 0.05).sum())
-    by_test = {t: same[same["test"] == t] for t in ("wilcoxon", "mcnemar")}
-    sentence = (f"Calibration: the per-image paired tests between two seeds of the *same* model came out "
-                f"significant (p < 0.05, unadjusted) in {n_sig} of {len(same)} cases "
-                f"(Dice/Wilcoxon: {int((by_test['wilcoxon']['p_value'] < 0.05).sum())} of {len(by_test['wilcoxon'])}, "
-                f"accuracy/McNemar: {int((by_test['mcnemar']['p_value'] < 0.05).sum())} of {len(by_test['mcnemar'])}; "
-                f"largest same-model Dice difference {by_test['wilcoxon']['mean_difference'].abs().max():.3f}).")
+    text = seeds.describe(table, seeds.same_model_tests(runs))
     return ["**Model difference against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.seeds`).** "
             "Each seed's 5-fold run is one observation; Welch's t-test over the seed means.", "",
-            _md(shown), "", sentence, ""]
+            _md(shown), "", text, ""]
 
 
 def render(root: Path = REPO, profile: str = "cpu") -> str:

@@ -111,3 +111,34 @@ def same_model_tests(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
             t.insert(0, "model", model)
             frames.append(t)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+
+
+def describe(level: pd.DataFrame, same: pd.DataFrame | None = None, alpha: float = 0.05,
+             names: Mapping[str, str] | None = None) -> str:
+    """Plain sentences from :func:`seed_level_test` (and :func:`same_model_tests`) results.
+
+    A difference is called "beyond seed noise" when Welch's p over seeds is below ``alpha``;
+    nothing here is typed by hand, so the text follows whatever the runs give.
+    """
+    from .experiments import DISPLAY
+
+    names = DISPLAY if names is None else names
+    lines = []
+    for _, r in level.iterrows():
+        a, b = names.get(r["model_a"], r["model_a"]), names.get(r["model_b"], r["model_b"])
+        head = (f"- {r['metric']}: {a} {r['mean_a']:.3f} vs {b} {r['mean_b']:.3f} "
+                f"(mean over {r['n_seeds_a']} and {r['n_seeds_b']} seeds), difference {r['difference']:+.3f}")
+        if np.isnan(r["p_value"]):
+            lines.append(head + "; fewer than two seeds of a model: seed noise unknown.")
+            continue
+        verdict = "beyond seed noise" if r["p_value"] < alpha else "not distinguishable from seed noise"
+        lines.append(head + f", {r['difference_in_seed_sd']:.1f} times the larger seed standard deviation, "
+                            f"Welch p = {r['p_value']:.2g}: {verdict} at {alpha:g}.")
+    if same is not None and len(same):
+        sig = same["p_value"] < alpha
+        w = same[same["test"] == "wilcoxon"]
+        lines.append(f"- Calibration: per-image paired tests between two seeds of the same model came out "
+                     f"significant (p < {alpha:g}, unadjusted) in {int(sig.sum())} of {len(same)} cases"
+                     + (f"; the largest same-model mean Dice difference was {w['mean_difference'].abs().max():.3f}"
+                        if len(w) else "") + ".")
+    return "\n".join(lines)

@@ -69,3 +69,32 @@ def test_same_model_tests_pair_every_two_seeds(tmp_path):
     # seeds 0 and 1 draw the same distribution; seed 2 is shifted by 0.1
     w = t[t["test"] == "wilcoxon"].set_index(["seed_a", "seed_b"])["p_value"]
     assert w[(0, 2)] < 1e-6 and w[(1, 2)] < 1e-6 and w[(0, 1)] > 1e-3
+
+
+def test_describe_follows_the_numbers(tmp_path):
+    runs = {"mtl_oca": [_run(tmp_path, "a", s, [m]) for s, m in enumerate((0.40, 0.42, 0.38))],
+            "unet_st": [_run(tmp_path, "b", s, [m]) for s, m in enumerate((0.50, 0.49, 0.51))]}
+    level = seeds.seed_level_test(seeds.seed_table(runs, metrics=("dice",)), "mtl_oca", "unet_st", metrics=("dice",))
+    text = seeds.describe(level)
+    assert "MTL-OCA 0.400 vs UNet (ST) 0.500" in text and "beyond seed noise" in text
+    close = seeds.seed_level_test(seeds.seed_table({"mtl_oca": runs["mtl_oca"], "unet_st": runs["mtl_oca"]},
+                                                   metrics=("dice",)), "mtl_oca", "unet_st", metrics=("dice",))
+    assert "not distinguishable from seed noise" in seeds.describe(close)
+
+
+def test_finished_seeds_finds_complete_runs_only(tmp_path):
+    from mtloca_lib import experiments
+    from mtloca_lib.config import make_config
+
+    P = experiments.notebook_params(dataset="phantom", data_root="", protocol="grouped", profile="smoke",
+                                    run_root=str(tmp_path), seed=0, device="", figures_dir="", tables_dir="",
+                                    udiat_root="")
+    cfg = make_config("mtl_oca", "smoke", {"protocol": "grouped"})
+    for seed, n_folds in ((0, cfg.k), (1, cfg.k - 1), (3, cfg.k)):  # seed 1 unfinished, seed 2 absent
+        rd = experiments.run_dir(P, "mtl_oca", "grouped", seed)
+        rd.mkdir(parents=True)
+        (rd / "config.json").write_text(json.dumps(cfg.to_dict()))
+        pd.DataFrame({"fold": range(n_folds), "dice": 0.5}).to_csv(rd / "fold_metrics.csv", index=False)
+    found = experiments.finished_seeds(P, "mtl_oca", "grouped")
+    assert [p.name for p in found] == ["mtl_oca-seed0", "mtl_oca-seed3"]
+    assert experiments.finished_seeds(P, "unet_st", "grouped") == []
