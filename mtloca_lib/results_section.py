@@ -117,19 +117,22 @@ def ablation_block(root: Path, profile: str) -> list[str]:
     for protocol in ("image", "grouped"):
         for model in ABLATION_MODELS:
             rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            found = False
             if _complete(rd):
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                              **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
                              "source": "run directory"})
-                continue
-            if len(logs):
+                found = True
+            if len(logs) and not (found and _device(rd) == "NVIDIA H200"):
+                # the same configuration's lost H200 run, kept beside a later (CPU) run directory
                 sel = logs[(logs["model"] == model) & (logs["protocol"] == protocol) & (logs["seed"] == 0)]
                 if len(sel) == 5:
                     rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                                  **_row(sel), "device": "NVIDIA H200", "source": "job logs (fold metrics only)"})
-                    continue
-            rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
-                         "source": "not complete yet"})
+                    found = True
+            if not found:
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                             "source": "not complete yet"})
         cpu_rd = root / "runs" / "busi" / "cpu_on_cpu" / protocol / "mtl_oca-seed0"
         if _complete(cpu_rd):
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
