@@ -150,20 +150,21 @@ def run_dir(params: NotebookParams, model: str, protocol: str, seed: int | None 
     return params.path("run_root") / dataset / params.profile / protocol / f"{model}-seed{seed}"
 
 
-def finished_seeds(params: NotebookParams, model: str, protocol: str, seeds=range(10)) -> list[Path]:
-    """Run directories of the finished runs of ``model`` for every seed found (seed order).
+def run_complete(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished run: ``fold_metrics.csv`` with all ``k`` folds."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "fold_metrics.csv"
+    if not metrics.exists():
+        return False
+    return len(pd.read_csv(metrics)) == RunConfig.from_dict(read_json(run_dir / "config.json")).k
 
-    A run counts when its ``fold_metrics.csv`` has all ``k`` folds. Used to weigh a
-    model difference against seed noise (:mod:`mtloca_lib.seeds`).
+
+def finished_seeds(params: NotebookParams, model: str, protocol: str, seeds=range(10)) -> list[Path]:
+    """Run directories of the finished runs (:func:`run_complete`) of ``model``, in seed order.
+
+    Used to weigh a model difference against seed noise (:mod:`mtloca_lib.seeds`).
     """
-    found = []
-    for seed in seeds:
-        rd = run_dir(params, model, protocol, seed)
-        metrics = rd / "fold_metrics.csv"
-        if metrics.exists() and len(pd.read_csv(metrics)) == RunConfig.from_dict(
-                read_json(rd / "config.json")).k:
-            found.append(rd)
-    return found
+    return [rd for seed in seeds if run_complete(rd := run_dir(params, model, protocol, seed))]
 
 
 def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,

@@ -22,19 +22,12 @@ import numpy as np
 import pandas as pd
 
 from .experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
+from .experiments import run_complete as _complete
 
 REPO = Path(__file__).resolve().parents[1]
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
 METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
 PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
-
-
-def _complete(run_dir: Path) -> bool:
-    f = run_dir / "fold_metrics.csv"
-    if not f.exists():
-        return False
-    k = json.loads((run_dir / "config.json").read_text())["k"]
-    return len(pd.read_csv(f)) == k
 
 
 def _device(run_dir: Path) -> str:

@@ -16,7 +16,6 @@ this module asks the question at the level where the randomness lives:
 from __future__ import annotations
 
 import itertools
-import json
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -24,12 +23,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from .runio import read_json
+
 METRICS = ("dice", "dice_lesion", "accuracy")
 
 
 def run_seed(run_dir: str | Path) -> int:
     """The training seed recorded in a run's config.json."""
-    return int(json.loads((Path(run_dir) / "config.json").read_text())["seed"])
+    return int(read_json(Path(run_dir) / "config.json")["seed"])
 
 
 def seed_table(runs: Mapping[str, Sequence[str | Path]], metrics: Sequence[str] = METRICS) -> pd.DataFrame:
@@ -69,7 +70,7 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
         One row per metric: the mean and standard deviation over seeds of each model, the
         difference of the means, ``difference_in_seed_sd`` (|difference| over the larger of
         the two seed standard deviations: above ~2-3 the gap is well outside seed noise) and
-        Welch's t-test over the seed means (``p_value``; NaN with fewer than two seeds each).
+        Welch's t-test over the seed means (``p_value``); both NaN unless each model has two or more seeds.
     """
     rows = []
     ta, tb = table[table["model"] == a], table[table["model"] == b]
@@ -80,11 +81,12 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
         sd_a = xa.std(ddof=1) if len(xa) > 1 else np.nan
         sd_b = xb.std(ddof=1) if len(xb) > 1 else np.nan
         diff = xa.mean() - xb.mean()
-        sd = np.nanmax([sd_a, sd_b]) if np.isfinite([sd_a, sd_b]).any() else np.nan
-        p = float(sps.ttest_ind(xa, xb, equal_var=False).pvalue) if len(xa) > 1 and len(xb) > 1 else np.nan
+        both = len(xa) > 1 and len(xb) > 1
+        sd = max(sd_a, sd_b) if both else np.nan
+        p = float(sps.ttest_ind(xa, xb, equal_var=False).pvalue) if both else np.nan
         rows.append({"metric": m, "model_a": a, "model_b": b, "n_seeds_a": len(xa), "n_seeds_b": len(xb),
                      "mean_a": xa.mean(), "sd_a": sd_a, "mean_b": xb.mean(), "sd_b": sd_b,
-                     "difference": diff, "difference_in_seed_sd": abs(diff) / sd if sd and np.isfinite(sd) and sd > 0 else np.nan,
+                     "difference": diff, "difference_in_seed_sd": abs(diff) / sd if sd > 0 else np.nan,
                      "p_value": p})
     return pd.DataFrame(rows)
 
