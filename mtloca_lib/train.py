@@ -20,6 +20,7 @@ import torch
 
 from . import metrics as M
 from .augment import augment_then_input
+from .channels_last import prepare_memory_format
 from .config import RunConfig
 from .losses import MultiTaskLoss
 from .models.build import ModelConfig, build_model
@@ -84,8 +85,8 @@ def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype 
 
     ``"auto"`` turns it on where it was measured faster (docs/benchmarks.md): on
     CUDA, and on a CPU together with bf16 autocast (there oneDNN's convolutions and
-    the bilinear upsampling run several times faster channels-last; GroupNorm is
-    kept in the standard layout by :func:`prepare_memory_format`). On a CPU in
+    the bilinear upsampling run several times faster channels-last; GroupNorm's
+    backward runs in the standard layout: :mod:`mtloca_lib.channels_last`). On a CPU in
     fp32 it made no measurable difference and stays off.
     """
     if option == "on":
@@ -97,60 +98,6 @@ def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype 
     if device.type == "cuda":
         return True
     return device.type == "cpu" and amp_dtype == torch.bfloat16
-
-
-class _ToContiguous(torch.autograd.Function):
-    """Standard (NCHW) layout forward; the gradient goes back channels-last."""
-
-    @staticmethod
-    def forward(ctx, t):
-        return t.contiguous()
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous(memory_format=torch.channels_last)
-
-
-class _ToChannelsLast(torch.autograd.Function):
-    """Channels-last layout forward; the gradient goes back in the standard layout."""
-
-    @staticmethod
-    def forward(ctx, t):
-        return t.contiguous(memory_format=torch.channels_last)
-
-    @staticmethod
-    def backward(ctx, grad):
-        return grad.contiguous()
-
-
-def _groupnorm_input_nchw(module, args):
-    x = args[0]
-    return (_ToContiguous.apply(x),) + tuple(args[1:]) if x.dim() == 4 else None
-
-
-def _groupnorm_output_cl(module, args, out):
-    return _ToChannelsLast.apply(out) if out.dim() == 4 else None
-
-
-def prepare_memory_format(model: torch.nn.Module, channels_last: bool, device: torch.device) -> torch.nn.Module:
-    """Convert ``model`` to channels-last (in place) when asked; returns the model.
-
-    On a CPU, PyTorch's GroupNorm backward is several times slower on channels-last
-    tensors than on standard ones (measured: docs/benchmarks.md), so every
-    ``nn.GroupNorm`` gets forward hooks that run it on a standard-layout copy and
-    hand channels-last back to the next convolution. The arithmetic is unchanged;
-    the hooks hold no state (``state_dict`` is untouched).
-    """
-    if not channels_last:
-        return model
-    model = model.to(memory_format=torch.channels_last)
-    if device.type == "cpu" and not getattr(model, "_mtloca_gn_layout_hooks", False):
-        for mod in model.modules():
-            if isinstance(mod, torch.nn.GroupNorm):
-                mod.register_forward_pre_hook(_groupnorm_input_nchw)
-                mod.register_forward_hook(_groupnorm_output_cl)
-        model._mtloca_gn_layout_hooks = True
-    return model
 
 
 def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
