@@ -223,7 +223,7 @@ class PathSpec:
 
     def describe(self) -> str:
         prec = {None: "fp32", torch.bfloat16: "bf16 autocast", torch.float16: "fp16 autocast"}[self.amp_dtype]
-        layout = "channels-last (GroupNorm NCHW)" if self.channels_last else "NCHW"
+        layout = "channels-last (GroupNorm backward on NCHW copies)" if self.channels_last else "NCHW"
         return f"{prec}, eager, {layout}"
 
 
