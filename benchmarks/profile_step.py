@@ -9,12 +9,12 @@ op group as a share of the total. The profiler's own overhead inflates absolute 
 """
 from __future__ import annotations
 
-import argparse
 import collections
 
 import torch
 from torch.profiler import ProfilerActivity, profile
 
+from _cli import step_parser
 from mtloca_lib.benchmark import engine_paths, make_trainer
 from mtloca_lib.config import make_config
 
@@ -38,11 +38,7 @@ GROUPS = [
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="mtl_oca")
-    ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--steps", type=int, default=3)
-    args = ap.parse_args()
+    args = step_parser(__doc__, steps=3).parse_args()
     torch.set_num_threads(args.threads)
     dev = torch.device("cpu")
     cfg = make_config(args.model, "cpu", {"size": 128, "batch_size": 16})

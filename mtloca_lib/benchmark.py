@@ -246,8 +246,13 @@ def _batch(cfg, batch: int, device: torch.device, seed: int = 0):
     return x.to(device), y.to(device), labels.to(device)
 
 
-def make_trainer(cfg, path: PathSpec, device: torch.device, batch: int):
-    """A closure doing one engine training step of ``cfg``'s model on ``path``."""
+def make_trainer(cfg, path: PathSpec, device: torch.device, batch: int,
+                 wrap: Callable[[torch.nn.Module], Callable] | None = None):
+    """A closure doing one engine training step of ``cfg``'s model on ``path``.
+
+    ``wrap`` (e.g. ``torch.compile``) turns the prepared model into what the step calls;
+    the optimiser still holds the model's own parameters.
+    """
     torch.manual_seed(0)
     model = build_for_run(cfg, 3).to(device)
     model = prepare_memory_format(model, path.channels_last, device)
@@ -255,9 +260,10 @@ def make_trainer(cfg, path: PathSpec, device: torch.device, batch: int):
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     loss_fn = MultiTaskLoss(**cfg.loss)
     x, y, labels = _batch(cfg, batch, device)
+    net = wrap(model) if wrap is not None else model
 
     def step():
-        train_step(model, optim, loss_fn, x, y, labels, path.amp_dtype, path.channels_last)
+        train_step(net, optim, loss_fn, x, y, labels, path.amp_dtype, path.channels_last)
     return step, model
 
 
