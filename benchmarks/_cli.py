@@ -1,7 +1,12 @@
-"""The command line the step benchmarks in this folder share (model, threads)."""
+"""What the step benchmarks in this folder share: their command line and their training step."""
 from __future__ import annotations
 
 import argparse
+
+import torch
+
+from mtloca_lib.benchmark import PathSpec, engine_paths, make_trainer
+from mtloca_lib.config import make_config
 
 
 def step_parser(doc: str, **extra: int) -> argparse.ArgumentParser:
@@ -12,3 +17,17 @@ def step_parser(doc: str, **extra: int) -> argparse.ArgumentParser:
     for name, default in extra.items():
         ap.add_argument(f"--{name}", type=int, default=default, help=f"default {default}")
     return ap
+
+
+def fast_trainer(args: argparse.Namespace, wrap=None) -> tuple:
+    """Set torch's thread count from ``args``; return (one training step on the engine's fast
+    path of ``args.model``, ``cpu`` profile, 128x128, batch 16, on the CPU; that path).
+
+    ``wrap`` goes to :func:`mtloca_lib.benchmark.make_trainer` (e.g. ``torch.compile``).
+    """
+    torch.set_num_threads(args.threads)
+    dev = torch.device("cpu")
+    cfg = make_config(args.model, "cpu", {"size": 128, "batch_size": 16})
+    fast: PathSpec = engine_paths(dev)[1]
+    step, _ = make_trainer(cfg, fast, dev, 16, wrap=wrap)
+    return step, fast

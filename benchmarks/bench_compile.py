@@ -14,20 +14,14 @@ import time
 
 import torch
 
-from _cli import step_parser
-from mtloca_lib.benchmark import engine_paths, make_trainer
-from mtloca_lib.config import make_config
+from _cli import fast_trainer, step_parser
 
 
 def main() -> None:
     args = step_parser(__doc__, rounds=4).parse_args()
-    torch.set_num_threads(args.threads)
-    dev = torch.device("cpu")
-    cfg = make_config(args.model, "cpu", {"size": 128, "batch_size": 16})
-    _, fast = engine_paths(dev)
-    eager, _ = make_trainer(cfg, fast, dev, 16)
+    eager, _ = fast_trainer(args)
     t0 = time.perf_counter()
-    compiled, _ = make_trainer(cfg, fast, dev, 16, wrap=torch.compile)
+    compiled, _ = fast_trainer(args, wrap=torch.compile)
     compiled()
     print(f"compile + first step: {time.perf_counter() - t0:.0f} s", flush=True)
     rates = {"eager": [], "compiled": []}

@@ -11,12 +11,9 @@ from __future__ import annotations
 
 import collections
 
-import torch
 from torch.profiler import ProfilerActivity, profile
 
-from _cli import step_parser
-from mtloca_lib.benchmark import engine_paths, make_trainer
-from mtloca_lib.config import make_config
+from _cli import fast_trainer, step_parser
 
 #: op-name fragments -> the group reported (first match wins)
 GROUPS = [
@@ -39,11 +36,7 @@ GROUPS = [
 
 def main() -> None:
     args = step_parser(__doc__, steps=3).parse_args()
-    torch.set_num_threads(args.threads)
-    dev = torch.device("cpu")
-    cfg = make_config(args.model, "cpu", {"size": 128, "batch_size": 16})
-    _, fast = engine_paths(dev)
-    step, _ = make_trainer(cfg, fast, dev, 16)
+    step, fast = fast_trainer(args)
     step(), step()
     with profile(activities=[ProfilerActivity.CPU]) as prof:
         for _ in range(args.steps):
