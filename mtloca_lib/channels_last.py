@@ -18,7 +18,7 @@ The engine's earlier method wrapped every GroupNorm in layout copies (two in the
 two in the backward); this one needs three per wide GroupNorm and is simpler (one
 autograd function, no hooks). Measured against it in one process on the 2-core CPU
 (``benchmarks/bench_groupnorm_layout.py``, docs/benchmarks.md): the same speed within
-noise (training step -3 % to +3 % across models and thread counts).
+noise (training step -3 % to +4 % across models and thread counts).
 """
 from __future__ import annotations
 
