@@ -70,20 +70,28 @@ def affine_theta(angle_deg: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tens
     return theta
 
 
-def apply_geometry(images: torch.Tensor, masks: torch.Tensor, theta: torch.Tensor):
+PADDING_MODES = ("zeros", "border", "reflection")
+
+
+def apply_geometry(images: torch.Tensor, masks: torch.Tensor, theta: torch.Tensor,
+                   padding_mode: str = "zeros"):
     """Resample image (bilinear) and mask (nearest) on the same affine grid.
 
     Args:
         images: float (B, 1, H, W).
         masks: float (B, 1, H, W) in {0, 1}.
         theta: (B, 2, 3) from :func:`affine_theta`.
+        padding_mode: what fills pixels from outside the field of view (one of
+            :data:`PADDING_MODES`; the same for image and mask, so they stay aligned).
 
     Returns:
         (images (B, 1, H, W), masks (B, 1, H, W) in {0, 1}).
     """
     grid = F.affine_grid(theta.to(images.device, images.dtype), list(images.shape), align_corners=False)
-    out_img = F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
-    out_mask = F.grid_sample(masks.to(images.dtype), grid, mode="nearest", padding_mode="zeros",
+    if padding_mode not in PADDING_MODES:
+        raise ValueError(f"padding_mode must be one of {PADDING_MODES}, not {padding_mode!r}")
+    out_img = F.grid_sample(images, grid, mode="bilinear", padding_mode=padding_mode, align_corners=False)
+    out_mask = F.grid_sample(masks.to(images.dtype), grid, mode="nearest", padding_mode=padding_mode,
                              align_corners=False)
     return out_img, out_mask
 
@@ -114,7 +122,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
                   rotation_deg: float = ROTATION_DEG, hflip_p: float = HFLIP_P, vflip_p: float = VFLIP_P,
                   crop_p: float = CROP_P, crop_range: tuple[float, float] = CROP_RANGE,
                   contrast_p: float = CONTRAST_P, gamma_range: tuple[float, float] = GAMMA_RANGE,
-                  contrast_range: tuple[float, float] = CONTRAST_RANGE, return_params: bool = False):
+                  contrast_range: tuple[float, float] = CONTRAST_RANGE, padding_mode: str = "zeros",
+                  return_params: bool = False):
     """Randomly augment a batch; image and mask get the same geometric transform.
 
     Args:
@@ -126,6 +135,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
         crop_p: probability of a centre crop; its kept fraction is uniform in crop_range.
         contrast_p: probability of contrast enhancement (gamma then stretch).
         gamma_range, contrast_range: log-uniform ranges of gamma and stretch factor.
+        padding_mode: fill outside the field of view (see :func:`apply_geometry`).
         return_params: also return a dict of the drawn parameters, each (B,).
 
     Returns:
@@ -152,7 +162,7 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     out_img, out_mask = images, mask4.to(images.dtype)
     if rotation_deg != 0 or hflip_p > 0 or vflip_p > 0 or crop_p > 0:
         theta = affine_theta(angle, hflip, vflip, scale, h, w)
-        out_img, out_mask = apply_geometry(out_img, out_mask, theta)
+        out_img, out_mask = apply_geometry(out_img, out_mask, theta, padding_mode)
     if contrast_p > 0:
         out_img = adjust_contrast(out_img, gamma, factor)
     out_mask = out_mask.to(masks.dtype)
@@ -166,7 +176,8 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
 
 
 def augment_then_input(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,
-                       sigma: float = DEFAULT_SIGMA, in_channels: int = 2, **augment_kw):
+                       sigma: float = DEFAULT_SIGMA, in_channels: int = 2, deriv_norm="p99",
+                       **augment_kw):
     """Augment, then build the network input, so the derivative belongs to the augmented image.
 
     Args:
@@ -175,6 +186,7 @@ def augment_then_input(images: torch.Tensor, masks: torch.Tensor, generator: tor
         generator: source of all randomness.
         sigma: Gaussian-derivative std in pixels.
         in_channels: 2 (image + derivative) or 1 (image only).
+        deriv_norm: scaling of the derivative channel (:func:`~mtloca_lib.preprocess.scale_magnitude`).
         **augment_kw: passed to :func:`augment_batch`.
 
     Returns:
@@ -183,4 +195,4 @@ def augment_then_input(images: torch.Tensor, masks: torch.Tensor, generator: tor
     aug_img, aug_mask = augment_batch(images, masks, generator, **augment_kw)
     if aug_mask.ndim == 4:
         aug_mask = aug_mask.squeeze(1)
-    return make_input(aug_img, sigma, in_channels), aug_mask.round().long()
+    return make_input(aug_img, sigma, in_channels, deriv_norm), aug_mask.round().long()

@@ -50,10 +50,24 @@ class RunConfig:
         k: number of folds; ``folds`` restricts the run to some of them.
         split_seed: seed of the fold assignment (the same for all models compared).
         model: a ``ModelConfig`` as a dict (see ``mtloca_lib.models.build``).
-        epochs, batch_size, lr, weight_decay: the optimiser schedule (Adam).
+        epochs, batch_size, lr, weight_decay: the optimiser schedule (Adam; ``lr`` is
+            the initial learning rate, as in the paper).
+        lr_schedule: "constant" (the paper's text read literally), "cosine" (cosine
+            decay to 0 over the run) or "poly" (``(1 - t) ** 0.9``); stepped per batch.
+        warmup_epochs: linear warm-up from lr/100 over this many epochs (0: none).
+        val_fraction: share of each training fold held out as a validation part
+            (grouped by near-duplicate group under the grouped protocol, stratified by
+            class) on which the learning curves are measured every epoch; 0 trains on
+            the whole training fold and records training curves only. The test fold is
+            never looked at during training; the final model is always the last epoch.
         loss: keyword arguments of ``mtloca_lib.losses.MultiTaskLoss`` (alpha = 0.4 as
             in the paper; class weights or focal loss optional).
         augment: apply the paper's augmentation during training.
+        augment_options: keyword arguments of :func:`mtloca_lib.augment.augment_batch`
+            (e.g. ``{"crop_p": 0, "contrast_p": 0, "padding_mode": "border"}``); empty
+            means the paper's augmentation with our default strengths.
+        deriv_norm: scaling of the derivative channel: "p99", "max" or a fixed number
+            (:func:`mtloca_lib.preprocess.scale_magnitude`).
         seed: seed for initialisation, batch order, augmentation and dropout.
         deterministic: ask torch for deterministic algorithms.
         device: "auto" (CUDA, then MPS, then CPU) or a torch device name.
@@ -79,7 +93,12 @@ class RunConfig:
     lr: float = 1e-3
     weight_decay: float = 0.0
     loss: dict = field(default_factory=lambda: {"alpha": 0.4})
+    lr_schedule: str = "constant"
+    warmup_epochs: int = 0
+    val_fraction: float = 0.0
     augment: bool = True
+    augment_options: dict = field(default_factory=dict)
+    deriv_norm: Any = "p99"
     seed: int = 0
     deterministic: bool = True
     device: str = "auto"
@@ -115,17 +134,57 @@ class RunConfig:
             return cls.from_dict(yaml.safe_load(text))
         return cls.from_dict(json.loads(text))
 
+    def __post_init__(self) -> None:
+        from .preprocess import check_deriv_norm
+
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
+        if int(self.warmup_epochs) != self.warmup_epochs or self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs must be a non-negative integer, not {self.warmup_epochs!r}")
+        if not 0.0 <= float(self.val_fraction) < 0.5:
+            raise ValueError(f"val_fraction must be in [0, 0.5), not {self.val_fraction!r}")
+        check_deriv_norm(self.deriv_norm)
+        import inspect
+
+        from .augment import augment_batch
+
+        allowed = set(inspect.signature(augment_batch).parameters) - {"images", "masks", "generator",
+                                                                        "return_params"}
+        unknown = sorted(set(self.augment_options) - allowed)
+        if unknown:
+            raise ValueError(f"unknown augment_options {unknown}; valid options are {sorted(allowed)}")
+
     def identity(self) -> dict:
-        """The fields that decide a run's results (not where or how fast it runs)."""
+        """The fields that decide a run's results (not where or how fast it runs).
+
+        Fields added after the first runs were made (:data:`LATE_FIELDS`) are left out
+        while they hold their default, so the digests of earlier runs do not change.
+        """
         d = self.to_dict()
         for k in ("device", "num_threads", "eval_batch_size", "folds", "name"):
             d.pop(k)
+        for k, default in LATE_FIELDS.items():
+            if d.get(k) == default:
+                d.pop(k)
         return d
 
     def digest(self) -> str:
         return hashlib.sha256(
             json.dumps(self.identity(), sort_keys=True).encode()
         ).hexdigest()[:16]
+
+
+#: Learning-rate schedules understood by the training loop.
+LR_SCHEDULES = ("constant", "cosine", "poly")
+
+#: Fields added after runs had been committed, with the default that leaves a run unchanged.
+LATE_FIELDS: dict[str, Any] = {
+    "lr_schedule": "constant",
+    "warmup_epochs": 0,
+    "val_fraction": 0.0,
+    "augment_options": {},
+    "deriv_norm": "p99",
+}
 
 
 #: Named profiles: overrides applied on top of the defaults.
@@ -212,6 +271,8 @@ def make_config(
             cfg["model"][key.split(".", 1)[1]] = value
         elif key.startswith("loss."):
             cfg["loss"][key.split(".", 1)[1]] = value
+        elif key.startswith("augment_options."):
+            cfg["augment_options"][key.split(".", 1)[1]] = value
         elif key.startswith("dataset_kwargs."):
             cfg["dataset_kwargs"][key.split(".", 1)[1]] = value
         elif key in known:

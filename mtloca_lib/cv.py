@@ -7,8 +7,10 @@ A run directory holds::
     manifest.json        config, data fingerprint, git commit, packages, hardware, wall times
     fold_metrics.csv     one row per finished fold
     predictions.csv      one row per image: probabilities, Dice, IoU, HD95, areas
-    fold<k>/             metrics.json, predictions.csv, pred_masks.npz, history.csv,
-                         model.pt (final weights), checkpoint.pt while the fold runs
+    fold<k>/             metrics.json, predictions.csv, pred_masks.npz, history.csv
+                         (the learning curves), val_cases.csv (the validation part,
+                         when the config holds one out), model.pt (final weights),
+                         checkpoint.pt while the fold runs
 
 Rerunning the same call resumes: finished folds are skipped, a fold that was
 interrupted restarts from its last epoch checkpoint.
@@ -54,6 +56,31 @@ def fold_table(cfg: RunConfig, data: PreparedDataset) -> pd.DataFrame:
     from .protocol import assign_folds
 
     return assign_folds(cfg, data)
+
+
+def model_selection(cfg: RunConfig) -> str:
+    """How the evaluated model was chosen, in words, for the manifest."""
+    if cfg.val_fraction:
+        return (f"last epoch; {cfg.val_fraction:.0%} of each training fold held out as a validation "
+                f"part ({'grouped by near-duplicate group, ' if cfg.protocol == 'grouped' else ''}"
+                "stratified) for the learning curves only; the test fold is never seen in training")
+    return "last epoch; trained on the whole training fold (no validation curve)"
+
+
+def split_train_val(cfg: RunConfig, folds: pd.DataFrame, fold: int) -> tuple[np.ndarray, np.ndarray]:
+    """Training and validation indices of ``fold`` (validation empty when ``val_fraction`` is 0).
+
+    The validation part depends on the split seed and the fold only, so every model
+    compared on a split sees the same one.
+    """
+    from .splits import validation_split
+
+    train_idx = np.flatnonzero(folds["fold"].to_numpy() != fold)
+    if not cfg.val_fraction:
+        return train_idx, train_idx[:0]
+    is_val = validation_split(folds["label"].to_numpy()[train_idx], folds["group"].to_numpy()[train_idx],
+                              cfg.val_fraction, seed=cfg.split_seed * 1000 + fold)
+    return train_idx[~is_val], train_idx[is_val]
 
 
 def _fold_metrics(df: pd.DataFrame, class_names) -> dict:
@@ -159,6 +186,7 @@ def run_cv(
                     "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
                     "params": data.params,
                 },
+                "model_selection": model_selection(cfg),
                 "git": git_commit(),
                 "environment": environment_info(device),
             }
@@ -178,12 +206,15 @@ def run_cv(
             log(f"fold {fold}: finished earlier, skipped")
             continue
         t0 = time.perf_counter()
-        train_idx = np.flatnonzero(fold_ids != fold)
+        train_idx, val_idx = split_train_val(cfg, folds, fold)
         test_idx = np.flatnonzero(fold_ids == fold)
-        log(f"fold {fold}: {len(train_idx)} train / {len(test_idx)} test images")
+        log(f"fold {fold}: {len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} test images")
+        if len(val_idx):
+            fdir.mkdir(parents=True, exist_ok=True)
+            write_csv(fdir / "val_cases.csv", folds.iloc[val_idx][["case_id", "label", "group"]])
         model, history = train_fold(
             cfg, data, train_idx, fdir / "checkpoint.pt", fold, log=log,
-            stop_after_epochs=stop_after_epochs,
+            stop_after_epochs=stop_after_epochs, val_index=val_idx,
         )
         per_image, pred_masks = evaluate_fold(model, cfg, data, test_idx, fold)
         metrics = _fold_metrics(per_image, data.class_names)

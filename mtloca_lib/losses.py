@@ -2,7 +2,8 @@
 
     L = cls_weight * L_cls + alpha * L_soft + L_aug,  alpha = 0.4,
 
-every term a cross-entropy. Terms are named after the output keys they read:
+every term a cross-entropy (optionally plus ``dice_weight`` times a soft Dice loss
+on the final mask: a departure from the paper, off by default). Terms are named after the output keys they read:
 
 - "seg": the final mask "seg" (the paper's L_aug; for models without OCA, the
   only segmentation term);
@@ -66,6 +67,26 @@ def inverse_frequency_weights(labels: Sequence[int] | np.ndarray, n_classes: int
     return torch.as_tensor(weights, dtype=torch.float32)
 
 
+def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0) -> torch.Tensor:
+    """1 - soft Dice of the lesion channel, pooled over the batch.
+
+    Pooling over the whole batch (not per image) keeps images without a lesion from
+    dominating the term: a batch's Dice is defined as long as one image has a lesion,
+    and ``eps`` keeps an all-empty batch finite.
+
+    Args:
+        logits: (B, 2, H, W) mask logits (channel 1 = lesion).
+        target: (B, H, W) integer mask in {0, 1}.
+
+    Returns:
+        scalar loss in [0, 1].
+    """
+    prob = torch.softmax(logits, dim=1)[:, 1]
+    t = target.to(prob.dtype)
+    inter = (prob * t).sum()
+    return 1.0 - (2.0 * inter + eps) / (prob.sum() + t.sum() + eps)
+
+
 def _mask_target(masks: torch.Tensor) -> torch.Tensor:
     """(B, H, W) or (B, 1, H, W) masks in {0, 1} (bool, int or float) -> (B, H, W) long."""
     if masks.dim() == 4:
@@ -87,6 +108,8 @@ class MultiTaskLoss(nn.Module):
             (e.g. :func:`inverse_frequency_weights`); default off.
         focal_gamma: > 0 switches the classification term to a focal loss; 0
             (default) is cross-entropy.
+        dice_weight: > 0 adds this times :func:`soft_dice_loss` of the final mask
+            (logged as "seg_dice"); 0 (default) is the paper's loss.
 
     Args (forward):
         outputs: the model's dict: "seg" (B, 2, H, W), optionally "seg_soft"
@@ -101,10 +124,13 @@ class MultiTaskLoss(nn.Module):
 
     def __init__(self, alpha: float = 0.4, cls_weight: float = 1.0,
                  class_weights: Sequence[float] | torch.Tensor | None = None,
-                 focal_gamma: float = 0.0):
+                 focal_gamma: float = 0.0, dice_weight: float = 0.0):
         super().__init__()
         if focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
+        if dice_weight < 0:
+            raise ValueError(f"dice_weight must be >= 0, got {dice_weight}")
+        self.dice_weight = float(dice_weight)
         self.alpha = float(alpha)
         self.cls_weight = float(cls_weight)
         self.focal_gamma = float(focal_gamma)
@@ -117,6 +143,8 @@ class MultiTaskLoss(nn.Module):
         """The unweighted loss terms as tensors (still in the graph), by name."""
         target = _mask_target(masks).to(outputs["seg"].device)
         terms = {"seg": F.cross_entropy(outputs["seg"], target)}
+        if self.dice_weight:
+            terms["seg_dice"] = soft_dice_loss(outputs["seg"], target)
         if "seg_soft" in outputs:
             terms["seg_soft"] = F.cross_entropy(outputs["seg_soft"], target)
         if "cls" in outputs and labels is not None:
@@ -135,6 +163,8 @@ class MultiTaskLoss(nn.Module):
         """
         terms = self.terms(outputs, masks, labels)
         total = terms["seg"]
+        if "seg_dice" in terms:
+            total = total + self.dice_weight * terms["seg_dice"]
         if "seg_soft" in terms:
             total = total + self.alpha * terms["seg_soft"]
         if "cls" in terms:
@@ -150,4 +180,5 @@ class MultiTaskLoss(nn.Module):
 
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, cls_weight={self.cls_weight}, "
-                f"focal_gamma={self.focal_gamma}, class_weights={self.class_weights}")
+                f"focal_gamma={self.focal_gamma}, class_weights={self.class_weights}, "
+                f"dice_weight={self.dice_weight}")

@@ -13,6 +13,9 @@ Choices the paper leaves open (listed in the README's interpretations table):
 - Normalisation of the derivative channel: per image, divide by its 99th
   percentile (the value exceeded by 1 % of the pixels: a robust maximum that
   ignores isolated speckle spikes) and clip to [0, 1]; a flat image gives zeros.
+  Other choices (``deriv_norm``): ``"max"`` (per image, by its maximum) or a
+  number (one fixed scale for every image, so an edgeless image keeps a weak
+  channel instead of having its speckle stretched to full range).
 """
 from __future__ import annotations
 
@@ -203,13 +206,48 @@ def normalise_magnitude(mag: torch.Tensor, quantile: float = NORM_QUANTILE) -> t
     return torch.where(scale > FLAT_EPS, mag / scale.clamp_min(FLAT_EPS), torch.zeros_like(mag)).clamp(0, 1)
 
 
-def make_input(images: torch.Tensor, sigma: float = DEFAULT_SIGMA, in_channels: int = 2) -> torch.Tensor:
+#: Named derivative normalisations (a positive number is also accepted: a fixed scale).
+DERIV_NORMS = ("p99", "max")
+
+
+def check_deriv_norm(norm) -> None:
+    """Raise ValueError unless ``norm`` is one of :data:`DERIV_NORMS` or a positive number."""
+    if isinstance(norm, str):
+        if norm not in DERIV_NORMS:
+            raise ValueError(f"deriv_norm must be one of {DERIV_NORMS} or a positive number, not {norm!r}")
+    elif isinstance(norm, bool) or not isinstance(norm, (int, float)) or not norm > 0:
+        raise ValueError(f"deriv_norm must be one of {DERIV_NORMS} or a positive number, not {norm!r}")
+
+
+def scale_magnitude(mag: torch.Tensor, norm="p99") -> torch.Tensor:
+    """Scale a derivative magnitude to [0, 1] by ``norm`` (see :data:`DERIV_NORMS`).
+
+    Args:
+        mag: (B, 1, H, W) non-negative.
+        norm: "p99" (per image, its 99th percentile), "max" (per image, its maximum)
+            or a positive number (the same fixed divisor for every image).
+
+    Returns:
+        (B, 1, H, W) in [0, 1].
+    """
+    check_deriv_norm(norm)
+    if norm == "p99":
+        return normalise_magnitude(mag, NORM_QUANTILE)
+    if norm == "max":
+        scale = mag.flatten(1).amax(dim=1).view(-1, 1, 1, 1)
+        return torch.where(scale > FLAT_EPS, mag / scale.clamp_min(FLAT_EPS), torch.zeros_like(mag))
+    return (mag / float(norm)).clamp(0, 1)
+
+
+def make_input(images: torch.Tensor, sigma: float = DEFAULT_SIGMA, in_channels: int = 2,
+               norm="p99") -> torch.Tensor:
     """Network input: the image and its normalised Gaussian-derivative magnitude.
 
     Args:
         images: float (B, 1, H, W) in [0, 1] (already augmented, if at all).
         sigma: Gaussian std in pixels.
         in_channels: 2 (image, derivative) or 1 (image only).
+        norm: how the magnitude is scaled to [0, 1] (:func:`scale_magnitude`).
 
     Returns:
         (B, in_channels, H, W).
@@ -218,7 +256,7 @@ def make_input(images: torch.Tensor, sigma: float = DEFAULT_SIGMA, in_channels: 
         return images
     if in_channels != 2:
         raise ValueError(f"in_channels must be 1 or 2, got {in_channels}")
-    deriv = normalise_magnitude(gaussian_derivative_magnitude_torch(images, sigma))
+    deriv = scale_magnitude(gaussian_derivative_magnitude_torch(images, sigma), norm)
     return torch.cat([images, deriv], dim=1)
 
 

@@ -123,3 +123,40 @@ def make_folds(labels, protocol: str = "image", k: int = 5, seed: int = 0,
                              "(see mtloca_lib.duplicates.duplicate_groups)")
         return grouped_folds(labels, groups, k=k, seed=seed)
     raise ValueError(f"unknown protocol {protocol!r}; choose one of {PROTOCOLS}")
+
+
+def validation_split(labels, groups, fraction: float, seed: int = 0) -> np.ndarray:
+    """Carve a validation part out of a training fold: grouped and stratified.
+
+    The part is one fold of a ``StratifiedGroupKFold`` with ``round(1 / fraction)``
+    splits, so near-duplicates stay on one side and classes are as balanced as the
+    groups allow. Under the image-level protocol pass one group per image.
+
+    Args:
+        labels: class per training sample.
+        groups: group id per training sample.
+        fraction: share of the samples to hold out, in (0, 0.5).
+        seed: shuffling seed.
+
+    Returns:
+        bool array, True for the validation samples.
+    """
+    labels = _as_labels(labels)
+    groups = np.asarray(groups)
+    if groups.shape != labels.shape:
+        raise ValueError(f"groups has shape {groups.shape} but labels has {labels.shape}")
+    if not 0.0 < fraction < 0.5:
+        raise ValueError(f"fraction must be in (0, 0.5), got {fraction}")
+    n_splits = max(2, int(round(1.0 / fraction)))
+    if len(np.unique(groups)) < n_splits:
+        raise ValueError(f"a validation part of {fraction:.0%} needs at least {n_splits} groups, "
+                         f"the training fold has {len(np.unique(groups))}; lower val_fraction")
+    splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
+    import warnings
+
+    with warnings.catch_warnings():  # a class with fewer members than n_splits only warns
+        warnings.simplefilter("ignore", UserWarning)
+        _, val = next(splitter.split(np.zeros((len(labels), 1)), labels, groups))
+    out = np.zeros(len(labels), dtype=bool)
+    out[val] = True
+    return out

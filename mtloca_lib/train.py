@@ -1,13 +1,21 @@
 """Training and evaluation of one fold: the loop every notebook and the CLI call.
 
-The loop is deliberately plain: Adam, a fixed number of epochs, the paper's
-augmentation applied on the fly (batched, on the training device), the
-Gaussian-derivative channel computed from the augmented image, a checkpoint after
-every epoch (atomic), and evaluation of the final model on the held-out fold.
+The loop is deliberately plain: Adam with an optional learning-rate schedule
+(stepped per batch), a fixed number of epochs, the paper's augmentation applied on
+the fly (batched, on the training device), the Gaussian-derivative channel computed
+from the augmented image, a checkpoint after every epoch (atomic), and evaluation of
+the final (last-epoch) model on the held-out fold.
+
+Learning curves: every epoch's history row holds the mean training loss terms and,
+when the run holds out a validation part of the training fold (``val_fraction``),
+``val_dice`` (all images), ``val_dice_lesion``, ``val_accuracy`` and the validation
+loss terms (``val_seg``, ``val_seg_soft``, ``val_cls``, ``val_total``). The test fold
+is never evaluated during training.
 """
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 import sys
 import time
@@ -166,8 +174,63 @@ def _in_channels(cfg: RunConfig) -> int:
 
 def network_inputs(images: torch.Tensor, cfg: RunConfig) -> torch.Tensor:
     """(B,1,S,S) images -> (B,C,S,S) network input (image [+ derivative channel])."""
-    x = make_input(images, cfg.sigma)
-    return x[:, : _in_channels(cfg)]
+    return make_input(images, cfg.sigma, _in_channels(cfg), cfg.deriv_norm)
+
+
+def lr_factor(step: int, total_steps: int, warmup_steps: int, schedule: str) -> float:
+    """Multiplier of the initial learning rate before optimiser step ``step`` (0-based).
+
+    Linear warm-up from 1/100 over ``warmup_steps``, then "constant", "cosine" (half a
+    cosine from 1 to 0 over the remaining steps) or "poly" (``(1 - t) ** 0.9``).
+    """
+    if warmup_steps and step < warmup_steps:
+        return 0.01 + 0.99 * step / warmup_steps
+    if schedule == "constant":
+        return 1.0
+    t = (step - warmup_steps) / max(1, total_steps - warmup_steps)
+    t = min(max(t, 0.0), 1.0)
+    if schedule == "cosine":
+        return 0.5 * (1.0 + math.cos(math.pi * t))
+    if schedule == "poly":
+        return (1.0 - t) ** 0.9
+    raise ValueError(f"unknown lr_schedule {schedule!r}")
+
+
+@torch.no_grad()
+def validation_metrics(model, loss_fn, val: "FoldTensors", cfg: RunConfig) -> dict[str, float]:
+    """Learning-curve point on a validation part: Dice (all / lesion images), accuracy, loss terms.
+
+    Runs in eval mode and fp32, like the final evaluation; restores train mode after.
+    """
+    model.eval()
+    bs = cfg.eval_batch_size
+    sums: dict[str, float] = {}
+    dice, correct, has_cls = [], 0, False
+    for i in range(0, len(val.labels), bs):
+        images, masks, labels = val.images[i:i + bs], val.masks[i:i + bs], val.labels[i:i + bs]
+        out = {k: v.float() for k, v in model(network_inputs(images, cfg)).items()}
+        _, terms = loss_fn.total_and_terms(out, masks, labels)
+        for k, v in terms.items():
+            sums[k] = sums.get(k, 0.0) + float(v) * len(labels)
+        pred = out["seg"].argmax(1)
+        truth = masks[:, 0] > 0.5
+        tp = (pred.bool() & truth).flatten(1).sum(1).double()
+        denom = pred.flatten(1).sum(1).double() + truth.flatten(1).sum(1).double()
+        d = torch.where(denom > 0, 2 * tp / denom.clamp_min(1), torch.ones_like(denom))
+        dice.append(torch.stack([d, truth.flatten(1).any(1).double()], 1))
+        if "cls" in out:
+            has_cls = True
+            correct += int((out["cls"].argmax(1) == labels).sum())
+    model.train()
+    d = torch.cat(dice)
+    lesion = d[:, 1] > 0
+    n = len(val.labels)
+    row = {f"val_{k}": v / n for k, v in sums.items()}
+    row["val_dice"] = float(d[:, 0].mean())
+    row["val_dice_lesion"] = float(d[lesion, 0].mean()) if lesion.any() else float("nan")
+    if has_cls:
+        row["val_accuracy"] = correct / n
+    return row
 
 
 def build_for_run(cfg: RunConfig, n_classes: int) -> torch.nn.Module:
@@ -185,12 +248,15 @@ def train_fold(
     fold: int,
     log: Callable[[str], None] = print,
     stop_after_epochs: int | None = None,
+    val_index=None,
 ) -> tuple[torch.nn.Module, list[dict]]:
     """Train one fold, resuming from ``checkpoint_path`` when it exists.
 
     Args:
         cfg: the run configuration.
         data: the prepared dataset (all cases); ``train_index`` selects the training cases.
+        val_index: cases of the validation part (held out of the training fold) on which
+            the learning curve is measured after every epoch; None or empty: no curve.
         checkpoint_path: written atomically after every epoch; removed by the caller
             once the fold is finished.
         fold: fold number (decides the fold's seed).
@@ -211,7 +277,13 @@ def train_fold(
     channels_last = use_channels_last(cfg.channels_last, device, amp_dtype)
     model = prepare_memory_format(model, channels_last, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    loss_fn = MultiTaskLoss(**cfg.loss)
+    loss_kw = dict(cfg.loss)
+    if loss_kw.get("class_weights") == "balanced":  # inverse class frequency of this training part
+        from .losses import inverse_frequency_weights
+
+        loss_kw["class_weights"] = inverse_frequency_weights(data.labels[np.asarray(train_index)],
+                                                             len(data.class_names))
+    loss_fn = MultiTaskLoss(**loss_kw).to(device)
     # Batch order and augmentation parameters are drawn on a CPU generator on every
     # device (a few numbers per step, then moved), so a seed draws the same batches and
     # augmentations on a CPU and a GPU; only kernel numerics differ. (Runs made before
@@ -231,9 +303,12 @@ def train_fold(
         log(f"fold {fold}: resuming from epoch {start_epoch} ({checkpoint_path.name})")
 
     train = FoldTensors.from_prepared(data, train_index, device)
+    val = (FoldTensors.from_prepared(data, val_index, device)
+           if val_index is not None and len(val_index) else None)
     n = len(train.labels)
     bs = min(cfg.batch_size, n)
     steps = n // bs  # drop the last incomplete batch (GroupNorm is fine either way)
+    total_steps, warmup_steps = steps * cfg.epochs, steps * int(cfg.warmup_epochs)
 
     epochs = range(start_epoch, cfg.epochs)
     bar = None
@@ -249,11 +324,15 @@ def train_fold(
         sums: dict[str, torch.Tensor] = {}  # float64 on the device: read back once per epoch
         perm = torch.randperm(n, generator=gen, device=gen.device).to(device)
         for s in range(steps):
+            lr = cfg.lr * lr_factor(epoch * steps + s, total_steps, warmup_steps, cfg.lr_schedule)
+            for group in optim.param_groups:
+                group["lr"] = lr
             idx = perm[s * bs : (s + 1) * bs]
             images, masks, labels = train.images[idx], train.masks[idx], train.labels[idx]
             if cfg.augment:
-                x, y = augment_then_input(images, masks, gen, sigma=cfg.sigma)
-                x = x[:, : _in_channels(cfg)]
+                x, y = augment_then_input(images, masks, gen, sigma=cfg.sigma,
+                                          in_channels=_in_channels(cfg), deriv_norm=cfg.deriv_norm,
+                                          **cfg.augment_options)
             else:
                 x, y = network_inputs(images, cfg), masks[:, 0].long()
             terms = train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
@@ -262,6 +341,10 @@ def train_fold(
         sums_host = {k: float(v) for k, v in sums.items()}  # the epoch's one read-back (and sync)
         record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
         record.update({k: v / max(steps, 1) for k, v in sums_host.items()})
+        if cfg.lr_schedule != "constant" or cfg.warmup_epochs:
+            record["lr_last"] = lr
+        if val is not None:
+            record.update(validation_metrics(model, loss_fn, val, cfg))
         history.append(record)
         atomic_torch_save(
             checkpoint_path,
@@ -275,7 +358,8 @@ def train_fold(
             },
         )
         msg = " ".join(
-            f"{k}={v:.4f}" for k, v in record.items() if k not in ("epoch", "seconds")
+            f"{k}={v:.2e}" if k == "lr_last" else f"{k}={v:.4f}"
+            for k, v in record.items() if k not in ("epoch", "seconds")
         )
         if bar is not None:
             bar.set_postfix_str(msg)
