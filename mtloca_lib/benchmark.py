@@ -94,12 +94,14 @@ class BenchSizes:
     phantom_kwargs: dict = field(default_factory=dict)
     models: tuple[str, ...] = BENCH_MODELS
     one_thread: bool = True  # also time MTL-OCA's paths at one torch thread
+    detector_per_class: tuple[int, int, int] = (20, 50, 30)  # phantom images for the detector row
 
 
 FULL = BenchSizes()
 QUICK = BenchSizes(profile="smoke", size=32, batch=4, rounds=2, steps_per_round=1, warmup_steps=1,
                    matmul_n=128, matmul_seconds=0.02, infer_calls=2, pipeline_batches=2,
-                   phantom_kwargs={"n_per_class": (2, 3, 3)}, one_thread=False)
+                   phantom_kwargs={"n_per_class": (2, 3, 3)}, one_thread=False,
+                   detector_per_class=(2, 4, 3))
 
 
 # ---------------------------------------------------------------- helpers
@@ -414,12 +416,13 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
                 roofline_fp32_pct=r32, roofline_bf16_pct=r16, cuda_peak_mib=mem[spec.name],
                 rounds=len(rates[spec.name]))
 
-    # 4. data pipeline
+    # 4. data pipeline, and the near-duplicate detector (its coarse search's dtype follows the CPU)
     rows.extend(pipeline_rows(sizes, dev, default_threads, log))
+    rows.append(detector_row(sizes, log))
     fast_train = train_rates.get("mtl_oca", {}).get("fast")
     if fast_train:
         for r in rows:
-            if r["section"] == "pipeline" and r["path"] != "cache_read":
+            if r["section"] == "pipeline" and r["path"] not in ("cache_read", "near_duplicates"):
                 r["speedup_vs_plain"] = round(r["images_per_s"] / fast_train, 1)
 
     meta["load_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
@@ -428,6 +431,32 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
     df = pd.DataFrame(rows, columns=COLUMNS)
     meta["summary"] = summarise(df)
     return df, meta
+
+
+def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:
+    """Wall time of the near-duplicate detector on phantom images at their native size.
+
+    One timing (it is seconds to minutes), on the CPU, with the coarse-search dtype that
+    :func:`mtloca_lib.hardware.fast_matmul_dtype` picks for this CPU.
+    """
+    from .datasets import load_raw
+    from .duplicates import find_near_duplicates
+    from .hardware import fast_matmul_dtype
+
+    raw = load_raw("phantom", n_per_class=sizes.detector_per_class)
+    images = [c.image for c in raw.cases]
+    dtype = str(fast_matmul_dtype("cpu")).replace("torch.", "")
+    log(f"near-duplicate detector ({len(images)} images, coarse search in {dtype}) ...")
+    t0 = time.perf_counter()
+    find_near_duplicates(images, raw.case_ids, progress=False)
+    wall = time.perf_counter() - t0
+    r = {c: float("nan") for c in COLUMNS}
+    r.update(section="pipeline", model="-", path="near_duplicates",
+             setting=f"find_near_duplicates on {len(images)} phantom images (native size), coarse search in "
+                     f"{dtype}, {torch.get_num_threads()} torch threads",
+             batch=len(images), images_per_s=round(len(images) / wall, 2), ms_per_batch=round(1000 * wall, 1),
+             rounds=1, rss_peak_mib=rss_peak_mib(), load1=load1())
+    return r
 
 
 def pipeline_rows(sizes: BenchSizes, dev: torch.device, default_threads: int,
@@ -485,18 +514,27 @@ def summarise(df: pd.DataFrame) -> dict:
     tr = df[df.section == "train"]
     for model, g in tr.groupby("model", sort=False):
         p = g.set_index("path")
+        # the fast path's roofline is that of the dtype it runs in: bf16 only where autocast is
+        # on (on a CPU without bf16 units the bf16 "peak" is an emulation and means nothing)
+        fast_bf16 = "bf16" in str(p.loc["fast", "setting"])
         s[model] = {
             "plain_images_per_s": float(p.loc["plain", "images_per_s"]),
             "fast_images_per_s": float(p.loc["fast", "images_per_s"]),
             "speedup": float(p.loc["fast", "speedup_vs_plain"]),
-            "fast_roofline_bf16_pct": float(p.loc["fast", "roofline_bf16_pct"]),
+            "fast_dtype": "bf16" if fast_bf16 else "fp32",
+            "fast_roofline_native_pct": float(p.loc["fast", "roofline_bf16_pct" if fast_bf16 else "roofline_fp32_pct"]),
             "plain_roofline_fp32_pct": float(p.loc["plain", "roofline_fp32_pct"]),
         }
-    pipe = df[(df.section == "pipeline") & (df.path != "cache_read")]
+    pipe = df[(df.section == "pipeline") & ~df.path.isin(["cache_read", "near_duplicates"])]
     if len(pipe) and "mtl_oca" in s:
         best = pipe.loc[pipe.images_per_s.idxmax()]
         s["pipeline"] = {"best_setting": best.path, "images_per_s": float(best.images_per_s),
                          "x_fast_training": round(float(best.images_per_s) / s["mtl_oca"]["fast_images_per_s"], 1)}
+    det = df[(df.section == "pipeline") & (df.path == "near_duplicates")]
+    if len(det):
+        r = det.iloc[0]
+        s["near_duplicates"] = {"images": int(r.batch), "seconds": round(float(r.ms_per_batch) / 1000, 2),
+                                "dtype": "bf16" if "in bfloat16" in str(r.setting) else "fp32"}
     return s
 
 
@@ -533,12 +571,16 @@ def to_markdown(df: pd.DataFrame, meta: dict) -> str:
     ]
     s = meta.get("summary", {})
     for model, v in s.items():
-        if model == "pipeline":
+        if model == "near_duplicates":
+            lines.append(f"- near-duplicate detector: {v['images']} images in {v['seconds']:.1f} s "
+                         f"(coarse search in {v['dtype']})")
+        elif model == "pipeline":
             lines.append(f"- data pipeline: {v['images_per_s']:.0f} images/s ({v['best_setting']}), "
                          f"{v['x_fast_training']}x the fast MTL-OCA training throughput")
         else:
             lines.append(f"- {model}: plain {v['plain_images_per_s']:.1f} -> fast {v['fast_images_per_s']:.1f} images/s "
-                         f"(x{v['speedup']:.2f}); fast path at {v['fast_roofline_bf16_pct']:.0f} % of the bf16 roofline")
+                         f"(x{v['speedup']:.2f}); fast path at {v['fast_roofline_native_pct']:.0f} % of the "
+                         f"{v['fast_dtype']} roofline")
     lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
     for r in df.itertuples(index=False):
         lines.append("| " + " | ".join(_fmt(v) for v in r) + " |")

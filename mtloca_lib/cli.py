@@ -128,8 +128,16 @@ def cmd_evaluate(args) -> int:
 def cmd_summary(args) -> int:
     from .report import run_summary
 
+    from .convergence import convergence_table
+
     table = run_summary(args.run_dirs)
     print(table.to_string())
+    conv = convergence_table({str(d): d for d in args.run_dirs})
+    print()
+    print("convergence (rule: mean validation Dice over the folds rises by less than 0.01 over the "
+          "last 20 % of epochs):")
+    for run, row in conv.iterrows():
+        print(f"  {run}: {row['reason']}")
     return 0
 
 

@@ -194,6 +194,7 @@ PROFILES: dict[str, dict[str, Any]] = {
         "epochs": 2,
         "k": 3,
         "batch_size": 8,
+        "val_fraction": 0.2,
         "dataset_kwargs": {"n_per_class": (6, 9, 9)},
         "model_overrides": {"widths": [8, 16, 32]},
     },

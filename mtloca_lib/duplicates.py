@@ -139,7 +139,10 @@ def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: floa
         ZNCC minus area penalty (b's template found inside a) and the hypothesis that gave
         it. The diagonal is -2.
     """
+    from .hardware import fast_matmul_dtype
+
     n, size = coarse.shape[0], coarse.shape[-1]
+    dtype = fast_matmul_dtype(coarse.device)  # bf16 only where it is native: 50x slower emulated
     best = torch.full((n, n), -2.0)
     best_ix = torch.zeros(n, n, dtype=torch.int64)
     best_iy = torch.zeros(n, n, dtype=torch.int64)
@@ -151,9 +154,9 @@ def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: floa
         if kh > size or kw > size:
             continue
         templates = _resize(coarse, th, tw)[:, 0, my:th - my, mx:tw - mx]
-        templates = _unit_rows(templates.reshape(n, -1)).to(torch.bfloat16)  # (N, D)
+        templates = _unit_rows(templates.reshape(n, -1)).to(dtype)  # (N, D)
         windows = F.unfold(coarse, (kh, kw)).transpose(1, 2)  # (N, P, D)
-        windows = _unit_rows(windows.to(torch.bfloat16))
+        windows = _unit_rows(windows.to(dtype))
         for start in range(0, n, chunk):
             value = (windows[start:start + chunk] @ templates.T).amax(dim=1).float() - penalty
             rows = slice(start, start + value.shape[0])

@@ -154,8 +154,11 @@ def paired_tests(runs: Mapping[str, Mapping[str, str | Path]], pairs: Sequence[t
 
     Returns:
         The rows of :func:`mtloca_lib.report.compare_runs` with ``protocol``,
-        ``model_a`` and ``model_b`` (keys) in front.
+        ``model_a`` and ``model_b`` (keys) in front, and ``converged_a`` /
+        ``converged_b``: whether each run converged by the rule of
+        :mod:`mtloca_lib.convergence` (a claim is only tested between converged runs).
     """
+    from .convergence import is_converged
     from .report import compare_runs
 
     frames = []
@@ -166,6 +169,8 @@ def paired_tests(runs: Mapping[str, Mapping[str, str | Path]], pairs: Sequence[t
                 t.insert(0, "model_b", b)
                 t.insert(0, "model_a", a)
                 t.insert(0, "protocol", protocol)
+                t["converged_a"] = is_converged(per_model[a])
+                t["converged_b"] = is_converged(per_model[b])
                 frames.append(t)
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
@@ -306,10 +311,17 @@ def describe_claim(row: Mapping, alpha: float = ALPHA, names: Mapping[str, str] 
 
     holds: a is ahead and the test is significant; not supported: a is not ahead
     significantly (ahead but not significant, or level); contradicted: a is behind and
-    the test is significant.
+    the test is significant; not tested: a row whose ``converged_a`` or ``converged_b``
+    is False (a model that had not finished learning says nothing about the method).
     """
     a = names.get(row["model_a"], row["model_a"])
     b = names.get(row["model_b"], row["model_b"])
+    not_converged = [n for n, key in ((a, "converged_a"), (b, "converged_b"))
+                     if key in row and not bool(row[key])]
+    if not_converged:
+        what = "Dice" if row["test"] == "wilcoxon" else "accuracy"
+        return (f"The claim that {a} has a higher {what} than {b} is not tested: not converged "
+                f"({' and '.join(not_converged)} had not finished learning by the convergence rule).")
     p = float(row["p_value"])
     what = "Dice" if row["test"] == "wilcoxon" else "accuracy"
     d = float(row["mean_difference"] if row["test"] == "wilcoxon" else row["accuracy_difference"])

@@ -39,6 +39,16 @@ def _device(run_dir: Path) -> str:
     return str(env.get("device"))
 
 
+def _converged(run_dir: Path) -> str:
+    """The convergence rule's verdict in a word (mtloca_lib.convergence)."""
+    from .convergence import convergence_status
+
+    status = convergence_status(run_dir)
+    if status["converged"] is None:
+        return "unknown (no validation curve)"
+    return f"{'yes' if status['converged'] else 'no'} ({status['rise']:+.3f})"
+
+
 def _fmt(values, decimals: int = 3) -> str:
     v = np.asarray(values, dtype=float)
     v = v[np.isfinite(v)]
@@ -64,7 +74,8 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                 continue
             tests_runs.setdefault(protocol, {})[model] = rd
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
-                         **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd)})
+                         **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
+                         "converged": _converged(rd)})
     if not rows:
         return []
     out = ["**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** "
@@ -96,6 +107,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                                         zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
             "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
             "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+            "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
         })
         out += ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
                 "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
@@ -166,6 +178,7 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
                                     zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
         "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
         "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+        "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
     })
     return ["**Table 6, paired tests** (only between runs made on the same device, so that the "
             "device's different random draws do not pass for a model effect; Holm over these tests):",

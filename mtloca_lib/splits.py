@@ -130,7 +130,9 @@ def validation_split(labels, groups, fraction: float, seed: int = 0) -> np.ndarr
 
     The part is one fold of a ``StratifiedGroupKFold`` with ``round(1 / fraction)``
     splits, so near-duplicates stay on one side and classes are as balanced as the
-    groups allow. Under the image-level protocol pass one group per image.
+    groups allow. Under the image-level protocol pass one group per image. A tiny
+    training fold in which every class has fewer members than that falls back to whole
+    groups drawn at random (not stratified).
 
     Args:
         labels: class per training sample.
@@ -151,12 +153,19 @@ def validation_split(labels, groups, fraction: float, seed: int = 0) -> np.ndarr
     if len(np.unique(groups)) < n_splits:
         raise ValueError(f"a validation part of {fraction:.0%} needs at least {n_splits} groups, "
                          f"the training fold has {len(np.unique(groups))}; lower val_fraction")
+    out = np.zeros(len(labels), dtype=bool)
+    if np.unique(labels, return_counts=True)[1].max() < n_splits:
+        rng = np.random.default_rng(seed)
+        for g in rng.permutation(np.unique(groups)):
+            if out.sum() >= fraction * len(labels):
+                break
+            out[groups == g] = True
+        return out
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
     import warnings
 
     with warnings.catch_warnings():  # a class with fewer members than n_splits only warns
         warnings.simplefilter("ignore", UserWarning)
         _, val = next(splitter.split(np.zeros((len(labels), 1)), labels, groups))
-    out = np.zeros(len(labels), dtype=bool)
     out[val] = True
     return out

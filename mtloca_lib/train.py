@@ -30,6 +30,7 @@ from . import metrics as M
 from .augment import augment_then_input
 from .channels_last import prepare_memory_format
 from .config import RunConfig
+from .hardware import cpu_has_fast_bf16  # noqa: F401  (re-exported: callers import it from here)
 from .losses import MultiTaskLoss
 from .models.build import ModelConfig, build_model
 from .preprocess import make_input
@@ -55,16 +56,6 @@ def select_device(name: str = "auto") -> torch.device:
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"device {name!r} requested but CUDA is not available; use device='cpu'")
     return dev
-
-
-def cpu_has_fast_bf16() -> bool:
-    """True where the CPU has native bf16 matrix units (AVX512-BF16 or AMX)."""
-    cpu = getattr(torch, "cpu", None)
-    for probe in ("_is_amx_tile_supported", "_is_avx512_bf16_supported"):
-        fn = getattr(cpu, probe, None)
-        if fn is not None and fn():
-            return True
-    return False
 
 
 def autocast_dtype(amp: str, device: torch.device) -> torch.dtype | None:

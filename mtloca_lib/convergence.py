@@ -1,0 +1,230 @@
+"""Learning curves and the convergence rule: has a run finished learning?
+
+Every fold's ``history.csv`` holds one row per epoch: the mean training loss terms
+(``seg``, ``seg_soft``, ``cls``, ``total``) and, for runs that hold out a validation part
+of each training fold (``RunConfig.val_fraction``), the validation curve: ``val_dice``
+(all images), ``val_dice_lesion``, ``val_accuracy`` and the validation loss terms.
+
+The rule (:func:`convergence_status`): a run has converged when the mean over folds of
+its validation Dice rises by less than ``tol`` = 0.01 over the last 20 % of its epochs.
+"Rises" is measured on a least-squares line through that window of the fold-mean curve
+(its value at the last epoch minus its value at the window's first epoch), so a single
+noisy epoch neither hides nor fakes a trend. A run without a validation curve cannot be
+judged and counts as not converged ("unknown").
+
+This module only reads run directories; it never trains.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: The metric the rule reads, the share of epochs it looks at, and the allowed rise.
+RULE_METRIC = "val_dice"
+RULE_TAIL = 0.2
+RULE_TOL = 0.01
+
+#: Curves that rise while a model learns (the 95 % epoch is defined for these).
+RISING = ("val_dice", "val_dice_lesion", "val_accuracy")
+
+
+def load_histories(run_dir: str | Path) -> pd.DataFrame:
+    """Every finished (or running) fold's history of a run, with a ``fold`` column.
+
+    Returns:
+        DataFrame with columns ``fold``, ``epoch`` and the history's metrics; empty
+        when the run has no history yet.
+    """
+    frames = []
+    for path in sorted(Path(run_dir).glob("fold*/history.csv"), key=lambda p: int(p.parent.name[4:])):
+        h = pd.read_csv(path)
+        h.insert(0, "fold", int(path.parent.name[4:]))
+        frames.append(h)
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=["fold", "epoch"])
+
+
+def mean_curve(histories: pd.DataFrame, metric: str) -> pd.Series:
+    """The fold-mean of ``metric`` per epoch (epochs every fold reached), indexed by epoch."""
+    if metric not in histories:
+        return pd.Series(dtype=float, name=metric)
+    wide = histories.pivot_table(index="epoch", columns="fold", values=metric)
+    return wide.dropna().mean(axis=1).rename(metric)
+
+
+def tail_window(n_epochs: int, tail: float = RULE_TAIL) -> int:
+    """Number of epochs in the rule's window: ``ceil(tail * n)``, at least 2 (when n >= 2)."""
+    return min(n_epochs, max(2, math.ceil(tail * n_epochs)))
+
+
+def tail_rise(curve: pd.Series, tail: float = RULE_TAIL) -> float:
+    """Rise of a curve over its last ``tail`` share of epochs, on a least-squares line.
+
+    Returns:
+        fitted value at the last epoch minus fitted value at the window's first; NaN for
+        fewer than 2 points.
+    """
+    values = curve.dropna().to_numpy(dtype=float)
+    if len(values) < 2:
+        return float("nan")
+    w = tail_window(len(values), tail)
+    y = values[-w:]
+    x = np.arange(w, dtype=float)
+    slope = np.polyfit(x, y, 1)[0]
+    return float(slope * (w - 1))
+
+
+def epoch_reaching(curve: pd.Series, fraction: float = 0.95, tail: float = RULE_TAIL) -> float:
+    """First epoch at which a rising curve reaches ``fraction`` of its final value.
+
+    The final value is the curve's mean over the rule's window (its last ``tail`` share of
+    epochs), so one noisy last epoch does not move it. NaN for an empty curve or a final
+    value <= 0.
+    """
+    c = curve.dropna()
+    if c.empty:
+        return float("nan")
+    final = float(c.iloc[-tail_window(len(c), tail):].mean())
+    if not final > 0:
+        return float("nan")
+    reached = c.index[c.to_numpy() >= fraction * final]
+    return float(reached[0]) if len(reached) else float("nan")
+
+
+def convergence_status(run_dir: str | Path | None = None, histories: pd.DataFrame | None = None,
+                       metric: str = RULE_METRIC, tail: float = RULE_TAIL, tol: float = RULE_TOL) -> dict:
+    """Whether a run converged by the project's rule.
+
+    Args:
+        run_dir: a run directory (its folds' ``history.csv``), or
+        histories: the table of :func:`load_histories`.
+        metric, tail, tol: the rule (defaults: validation Dice, last 20 %, rise < 0.01).
+
+    Returns:
+        dict with ``converged`` (True, False, or None when there is no validation curve),
+        ``rise`` (over the window), ``epochs``, ``window`` (epochs in it), ``folds``,
+        ``final`` (the curve's mean over the window) and ``reason`` (one line of words).
+    """
+    if histories is None:
+        if run_dir is None:
+            raise ValueError("give run_dir or histories")
+        histories = load_histories(run_dir)
+    folds = sorted(histories["fold"].unique().tolist()) if len(histories) else []
+    out = {"converged": None, "rise": float("nan"), "epochs": 0, "window": 0, "folds": len(folds),
+           "final": float("nan"), "metric": metric}
+    if metric not in histories or histories[metric].isna().all():
+        out["reason"] = "unknown: the run has no validation curve (trained without val_fraction)"
+        return out
+    curve = mean_curve(histories, metric)
+    out["epochs"] = int(len(curve))
+    if len(curve) < 5:
+        out["reason"] = f"unknown: only {len(curve)} epochs of validation curve"
+        return out
+    out["window"] = tail_window(len(curve), tail)
+    out["rise"] = tail_rise(curve, tail)
+    out["final"] = float(curve.iloc[-out["window"]:].mean())
+    out["converged"] = bool(out["rise"] < tol)
+    word = "converged" if out["converged"] else "not converged"
+    out["reason"] = (f"{word}: mean {metric} over {len(folds)} fold(s) rose {out['rise']:+.3f} over the last "
+                     f"{out['window']} of {out['epochs']} epochs (rule: < {tol:g})")
+    return out
+
+
+def convergence_table(runs: Mapping[str, str | Path]) -> pd.DataFrame:
+    """One row per run: the rule's verdict and the epochs at which curves reach 95 %.
+
+    Args:
+        runs: label -> run directory.
+
+    Returns:
+        DataFrame indexed by label with ``converged``, ``rise``, ``final``, ``epochs``,
+        ``folds``, ``epoch95_<metric>`` for each rising curve, and ``reason``.
+    """
+    rows = {}
+    for label, run_dir in runs.items():
+        h = load_histories(run_dir)
+        status = convergence_status(histories=h)
+        row = {k: status[k] for k in ("converged", "rise", "final", "epochs", "folds")}
+        for metric in RISING:
+            row[f"epoch95_{metric}"] = epoch_reaching(mean_curve(h, metric)) if metric in h else float("nan")
+        row["reason"] = status["reason"]
+        rows[label] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "run"
+    return table
+
+
+def is_converged(run_dir: str | Path) -> bool:
+    """True only when the run converged by the rule (unknown counts as not converged)."""
+    return convergence_status(run_dir)["converged"] is True
+
+
+#: Panels of :func:`learning_curves_figure`: (history column, y-axis label).
+CURVE_PANELS = (
+    ("val_dice", "validation Dice (all images)"),
+    ("val_dice_lesion", "validation Dice (lesion images)"),
+    ("val_accuracy", "validation accuracy (3 classes)"),
+    ("total", "loss (training —, validation --)"),
+)
+
+
+def learning_curves_figure(runs: Mapping[str, str | Path], title: str = ""):
+    """Learning curves of several runs: one column per run, one row per curve.
+
+    Each panel shows every fold (thin) and the fold mean (thick); a dotted vertical line
+    marks the epoch where the mean reaches 95 % of its final value (rising curves), and
+    the column title says whether the run converged by the rule. The loss row shows the
+    training total (solid) and, where recorded, the validation total (dashed).
+
+    Args:
+        runs: column label -> run directory.
+        title: the figure's suptitle (e.g. the protocol).
+
+    Returns:
+        a matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    labels = list(runs)
+    fig, axes = plt.subplots(len(CURVE_PANELS), len(labels), figsize=(3.2 * len(labels), 2.4 * len(CURVE_PANELS)),
+                             squeeze=False, sharex="col")
+    for j, label in enumerate(labels):
+        h = load_histories(runs[label])
+        status = convergence_status(histories=h)
+        verdict = {True: "converged", False: "NOT converged", None: "no validation curve"}[status["converged"]]
+        if status["converged"] is not None:
+            verdict += f" (rise {status['rise']:+.3f})"
+        axes[0, j].set_title(f"{label}\n{verdict}", fontsize=9)
+        for i, (metric, ylabel) in enumerate(CURVE_PANELS):
+            ax = axes[i, j]
+            series = [(metric, "-")] + ([("val_total", "--")] if metric == "total" else [])
+            drawn = False
+            for col, style in series:
+                if col not in h or h[col].isna().all():
+                    continue
+                for _, g in h.groupby("fold"):
+                    ax.plot(g["epoch"], g[col], style, color="0.6", lw=0.7)
+                mean = mean_curve(h, col)
+                ax.plot(mean.index, mean.to_numpy(), style, color="C0" if style == "-" else "C1", lw=2)
+                drawn = True
+                if col in RISING:
+                    e95 = epoch_reaching(mean)
+                    if not math.isnan(e95):
+                        ax.axvline(e95, color="C3", ls=":", lw=1)
+                        ax.text(e95, ax.get_ylim()[0], f" 95 % @ {e95:.0f}", color="C3", fontsize=7,
+                                va="bottom")
+            if not drawn:
+                ax.text(0.5, 0.5, "not recorded", ha="center", va="center", transform=ax.transAxes,
+                        color="0.5")
+            if j == 0:
+                ax.set_ylabel(ylabel, fontsize=8)
+            if i == len(CURVE_PANELS) - 1:
+                ax.set_xlabel("epoch")
+            ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
