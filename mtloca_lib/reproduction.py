@@ -39,7 +39,7 @@ METRIC_NAMES = {"dice": "Dice", "iou": "IoU", "accuracy": "accuracy"}
 __all__ = [
     "REFERENCE", "data_warning", "udiat_banner", "model_numbers", "reference_table", "bootstrap_table",
     "paired_tests", "protocol_tests", "holm", "describe_test", "describe_protocol_effect",
-    "describe_reference", "describe_claim", "report_text", "save_report", "ablation_table", "figure7",
+    "describe_reference", "describe_claim", "convergence_by_run", "report_text", "save_report", "ablation_table", "figure7",
 ]
 
 
@@ -339,10 +339,38 @@ def describe_claim(row: Mapping, alpha: float = ALPHA, names: Mapping[str, str] 
     return f"The claim that {a} has a higher {what} than {b} {verdict}."
 
 
+def convergence_by_run(runs: Mapping[str, Mapping[str, str | Path]]) -> pd.DataFrame:
+    """The convergence rule's verdict for every run of a protocol -> model -> run mapping.
+
+    Returns:
+        :func:`mtloca_lib.convergence.convergence_table` rows indexed by
+        "<protocol> / <model display name>".
+    """
+    from .convergence import convergence_table
+
+    labelled = {f"{protocol} / {DISPLAY.get(m, m)}": rd for protocol, per_model in runs.items()
+                for m, rd in per_model.items()}
+    return convergence_table(labelled)
+
+
 def report_text(dataset: str, profile: str, numbers: pd.DataFrame, boot: pd.DataFrame, tests: pd.DataFrame,
-                protocol_rows: pd.DataFrame, model: str = "mtl_oca", alpha: float = ALPHA) -> str:
-    """The whole report as Markdown: caveat, reference numbers, protocol effect, paired tests."""
+                protocol_rows: pd.DataFrame, model: str = "mtl_oca", alpha: float = ALPHA,
+                convergence: pd.DataFrame | None = None) -> str:
+    """The whole report as Markdown: caveat, convergence, reference numbers, protocol effect, paired tests.
+
+    Args:
+        convergence: :func:`convergence_by_run` of the runs (a section saying which runs
+            converged; the claims between unconverged runs are "not tested" either way).
+    """
     lines = ["# Reproduction report", "", data_warning(dataset, profile), ""]
+    if convergence is not None and len(convergence):
+        n_conv = int((convergence["converged"] == True).sum())  # noqa: E712  (None is not True)
+        lines += ["## Did the runs converge?", "",
+                  f"{n_conv} of {len(convergence)} runs converged by the rule (mean validation Dice over "
+                  "the folds rises by less than 0.01 over the last 20 % of epochs); the paper's claims are "
+                  "tested only between converged runs.", ""]
+        lines += [f"- {label}: {row['reason']}." for label, row in convergence.iterrows()]
+        lines.append("")
     if tests is not None and len(tests):
         lines += ["## In plain words: the paper's comparisons", ""]
         for protocol, g in tests.groupby("protocol", sort=False):

@@ -18,12 +18,16 @@ def group_count(channels: int, max_groups: int) -> int:
 
     The largest divisor of ``channels`` that is at most ``max_groups``, so any
     width works with any ``gn_groups`` setting (e.g. 8 groups ask for 8, a
-    12-channel tensor gets 6).
+    12-channel tensor gets 6). A negative ``max_groups = -c`` asks for groups of
+    ``c`` channels instead (``ModelConfig.gn_channels``): at most ``channels // c``
+    groups, at least one (16-channel groups give 1 group at width 16, 8 at 128).
 
     Args:
         channels: number of channels to normalise.
-        max_groups: the configured ``gn_groups``.
+        max_groups: the configured ``gn_groups``, or minus the channels per group.
     """
+    if max_groups < 0:
+        max_groups = max(1, channels // -max_groups)
     if channels < 1 or max_groups < 1:
         raise ValueError(f"channels ({channels}) and max_groups ({max_groups}) must be >= 1")
     for groups in range(min(channels, max_groups), 0, -1):

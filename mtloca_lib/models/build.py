@@ -42,6 +42,8 @@ class ModelConfig:
         bottleneck_width: width of the bottleneck (None: 2 * widths[-1]).
         gn_groups: maximum GroupNorm groups (a width that is not divisible gets
             its largest divisor below this).
+        gn_channels: channels per GroupNorm group instead (None: use ``gn_groups``);
+            e.g. 16 gives 1 group at width 16 and 8 groups at width 128.
         cls_pool: how the classification head turns a map into a vector:
             "avg", "max" or "avgmax" (both, concatenated).
         cls_hidden: hidden width of the two-layer classification MLP.
@@ -59,6 +61,7 @@ class ModelConfig:
     widths: tuple[int, ...] = (16, 32, 64)
     bottleneck_width: int | None = None
     gn_groups: int = 8
+    gn_channels: int | None = None
     cls_pool: str = "avgmax"
     cls_hidden: int = 64
     dropout: float = 0.1
@@ -85,7 +88,7 @@ class ModelConfig:
         positive = {"n_classes": self.n_classes, "in_channels": self.in_channels,
                     "gn_groups": self.gn_groups, "cls_hidden": self.cls_hidden,
                     "dense_layers": self.dense_layers}
-        for name in ("bottleneck_width", "key_channels"):
+        for name in ("bottleneck_width", "key_channels", "gn_channels"):
             if getattr(self, name) is not None:
                 positive[name] = getattr(self, name)
         for name, value in positive.items():
@@ -168,7 +171,8 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
     """
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
     common = dict(in_channels=cfg.in_channels, n_classes=cfg.n_classes, widths=cfg.widths,
-                  bottleneck_width=cfg.resolved_bottleneck_width, gn_groups=cfg.gn_groups,
+                  bottleneck_width=cfg.resolved_bottleneck_width,
+                  gn_groups=-cfg.gn_channels if cfg.gn_channels else cfg.gn_groups,
                   cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout)
     if cfg.arch == "mtl_oca":
         model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
