@@ -228,3 +228,61 @@ def learning_curves_figure(runs: Mapping[str, str | Path], title: str = ""):
         fig.suptitle(title)
     fig.tight_layout()
     return fig
+
+
+def _flat(d: dict, prefix: str = "") -> dict:
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict):
+            out.update(_flat(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
+def config_changes(run_dir: str | Path, base_dir: str | Path) -> str:
+    """The config fields in which a run differs from a base run, as ``field=value`` text."""
+    from .config import RunConfig
+    from .runio import read_json
+
+    a = _flat(RunConfig.from_dict(read_json(Path(run_dir) / "config.json")).to_dict())
+    b = _flat(RunConfig.from_dict(read_json(Path(base_dir) / "config.json")).to_dict())
+    skip = {"name", "folds", "num_threads", "device", "eval_batch_size"}
+    diff = [f"{k}={a.get(k)!r}" for k in sorted(set(a) | set(b)) if k not in skip and a.get(k) != b.get(k)]
+    return ", ".join(diff) if diff else "(base)"
+
+
+def study_table(runs: Mapping[str, str | Path], base: str) -> pd.DataFrame:
+    """The training study's table: each probe's validation results and how it differs from ``base``.
+
+    Only validation curves are read (the probes' test folds are never used to choose).
+    Each value is the fold-mean curve's mean over the rule's window (the last 20 % of
+    epochs), so one noisy epoch does not decide.
+
+    Args:
+        runs: probe name -> run directory; ``base`` must be one of the names.
+
+    Returns:
+        DataFrame indexed by probe: ``changes``, ``epochs``, ``val_dice``, ``val_dice_lesion``,
+        ``val_accuracy``, ``rise`` (of val_dice, the rule), ``converged``, ``minutes``
+        (training wall time of the probe's folds, from its manifest).
+    """
+    from .runio import read_json
+
+    rows = {}
+    for name, rd in runs.items():
+        h = load_histories(rd)
+        status = convergence_status(histories=h)
+        w = status["window"] or 1
+        row = {"changes": config_changes(rd, runs[base]), "epochs": status["epochs"]}
+        for metric in RISING:
+            curve = mean_curve(h, metric)
+            row[metric] = float(curve.iloc[-w:].mean()) if len(curve) else float("nan")
+        row["rise"] = status["rise"]
+        row["converged"] = status["converged"]
+        manifest = read_json(Path(rd) / "manifest.json")
+        row["minutes"] = round(sum(f["wall_seconds"] for f in manifest.get("folds", {}).values()) / 60, 1)
+        rows[name] = row
+    table = pd.DataFrame.from_dict(rows, orient="index")
+    table.index.name = "probe"
+    return table

@@ -239,3 +239,22 @@ def test_claim_between_unconverged_runs_is_not_tested():
     assert "not tested: not converged" in text and "contradicted" not in text
     row["converged_a"] = True
     assert "contradicted" in describe_claim(row)
+
+
+def test_classifier_can_read_the_bottleneck():
+    from mtloca_lib.gradcam import grad_cam
+    from mtloca_lib.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model({"arch": "mtl_oca", "widths": (8, 16, 32), "cls_source": "bottleneck"})
+    assert model.gradcam_layer == "backbone.bottleneck"
+    x = torch.rand(2, 2, 64, 64, requires_grad=True)
+    out = model(x)
+    # the classification loss reaches the encoder, not the decoder
+    out["cls"].sum().backward()
+    assert model.backbone.encoder[0].conv1[0].weight.grad.abs().sum() > 0
+    assert model.backbone.decoder[-1].block.conv1[0].weight.grad is None
+    cams = grad_cam(model.eval(), x.detach(), model.gradcam_layer)
+    assert cams.shape[-2:] == (64, 64)
+    with pytest.raises(ValueError, match="cls_source"):
+        build_model({"arch": "mtl_oca", "variant": "no_oca", "cls_source": "bottleneck"})

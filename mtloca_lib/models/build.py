@@ -48,6 +48,8 @@ class ModelConfig:
             "avg", "max" or "avgmax" (both, concatenated).
         cls_hidden: hidden width of the two-layer classification MLP.
         dropout: dropout in the classification MLP.
+        cls_source: mtl_oca proposed variant only: "decoder" (default) or
+            "bottleneck", the backbone features the classifier reads.
         key_channels: mtl_oca with OCA only: d of the pixel-region relation
             (None: widths[0]).
         dense_layers: mt_dunet only: layers per dense block.
@@ -66,6 +68,7 @@ class ModelConfig:
     cls_hidden: int = 64
     dropout: float = 0.1
     key_channels: int | None = None
+    cls_source: str = "decoder"
     dense_layers: int = 3
     cls_probe: bool = True
 
@@ -96,6 +99,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
+        if self.cls_source != "decoder" and self.resolved_variant != "proposed":
+            raise ValueError(f"cls_source={self.cls_source!r} only applies to arch='mtl_oca' with the "
+                             f"proposed variant (got {self.label})")
         if self.cls_pool not in POOL_MODES:
             raise ValueError(f"unknown cls_pool {self.cls_pool!r}; choose one of {POOL_MODES}")
         if not 0.0 <= self.dropout < 1.0:
@@ -176,7 +182,7 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
                   cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout)
     if cfg.arch == "mtl_oca":
         model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
-                                  **common)
+                                  cls_source=cfg.cls_source, **common)
     elif cfg.arch == "unet_st":
         model = UNetST(cls_probe=cfg.cls_probe, **common)
     else:

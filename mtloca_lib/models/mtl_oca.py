@@ -24,6 +24,8 @@ from .resunet import ResUNet
 
 #: Allowed values of ``MTLOCA(variant=...)``.
 MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask")
+#: Which backbone features the proposed variant's classifier reads (``cls_source``).
+CLS_SOURCES = ("decoder", "bottleneck")
 
 
 class MTLOCA(nn.Module):
@@ -37,6 +39,10 @@ class MTLOCA(nn.Module):
         key_channels: d of the OCA relation (default: ``widths[0]``).
         cls_pool, cls_hidden, dropout: classification head (see
             :class:`ClassificationHead`).
+        cls_source: proposed variant only: the backbone features the classifier reads:
+            "decoder" (the full-resolution output X of the Res-UNet, default) or
+            "bottleneck" (the deepest encoder features, ``bottleneck_width`` channels at
+            H/8). The paper says "the backbone feature maps"; both are.
 
     Attributes:
         gradcam_layer: name (for ``model.get_submodule``) of the module whose
@@ -50,11 +56,18 @@ class MTLOCA(nn.Module):
     def __init__(self, in_channels: int = 2, n_classes: int = 3,
                  widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
                  gn_groups: int = 8, variant: str = "proposed", key_channels: int | None = None,
-                 cls_pool: str = "avgmax", cls_hidden: int = 64, dropout: float = 0.1):
+                 cls_pool: str = "avgmax", cls_hidden: int = 64, dropout: float = 0.1,
+                 cls_source: str = "decoder"):
         super().__init__()
         if variant not in MTLOCA_VARIANTS:
             raise ValueError(f"unknown MTL-OCA variant {variant!r}; choose one of {MTLOCA_VARIANTS}")
+        if cls_source not in CLS_SOURCES:
+            raise ValueError(f"unknown cls_source {cls_source!r}; choose one of {CLS_SOURCES}")
+        if cls_source != "decoder" and variant != "proposed":
+            raise ValueError(f"cls_source={cls_source!r} only applies to the proposed variant "
+                             f"(variant {variant!r} classifies from a mask)")
         self.variant = variant
+        self.cls_source = cls_source
         self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups)
         channels = self.backbone.out_channels
         last_decoder = f"backbone.decoder.{len(self.backbone.decoder) - 1}"
@@ -66,15 +79,21 @@ class MTLOCA(nn.Module):
             self.oca = ObjectContextualAttention(channels, key_channels, 2, 2, gn_groups)
             if variant == "oca_cls_from_mask":
                 cls_in, self.gradcam_layer = 2, "oca.seg_conv"
+            elif cls_source == "bottleneck":
+                cls_in, self.gradcam_layer = self.backbone.bottleneck_width, "backbone.bottleneck"
             else:
                 cls_in, self.gradcam_layer = channels, last_decoder
         self.cls_head = ClassificationHead(cls_in, n_classes, cls_hidden, cls_pool, dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        features = self.backbone(x)                      # (B, C, H, W)
+        skips, bottom = self.backbone.encode(x)          # bottom (B, C_b, H/8, W/8)
+        features = self.backbone.decode(skips, bottom)   # (B, C, H, W)
         if self.variant == "no_oca":
             seg = self.mask_head(features)
             return {"seg": seg, "cls": self.cls_head(seg)}
         seg_soft, seg = self.oca(features)
-        cls_input = seg if self.variant == "oca_cls_from_mask" else features
+        if self.variant == "oca_cls_from_mask":
+            cls_input = seg
+        else:
+            cls_input = bottom if self.cls_source == "bottleneck" else features
         return {"seg": seg, "seg_soft": seg_soft, "cls": self.cls_head(cls_input)}
