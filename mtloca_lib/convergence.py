@@ -286,3 +286,32 @@ def study_table(runs: Mapping[str, str | Path], base: str) -> pd.DataFrame:
     table = pd.DataFrame.from_dict(rows, orient="index")
     table.index.name = "probe"
     return table
+
+
+def study_figure(runs: Mapping[str, str | Path], metrics=("val_dice_lesion", "val_accuracy", "seg")):
+    """Overlaid fold-mean curves of several probes (the training study's figure).
+
+    Args:
+        runs: probe name -> run directory.
+        metrics: history columns, one panel each ("seg" is the training final-mask loss).
+
+    Returns:
+        a matplotlib Figure.
+    """
+    import matplotlib.pyplot as plt
+
+    labels = {"val_dice": "validation Dice (all images)", "val_dice_lesion": "validation Dice (lesion images)",
+              "val_accuracy": "validation accuracy", "seg": "training loss, final mask (CE)",
+              "val_seg": "validation loss, final mask (CE)"}
+    fig, axes = plt.subplots(1, len(metrics), figsize=(4.2 * len(metrics), 3.4), squeeze=False)
+    for ax, metric in zip(axes[0], metrics):
+        for i, (name, rd) in enumerate(runs.items()):
+            curve = mean_curve(load_histories(rd), metric)
+            if len(curve):
+                ax.plot(curve.index, curve.to_numpy(), color=f"C{i % 10}", lw=1.4, label=name)
+        ax.set_xlabel("epoch")
+        ax.set_title(labels.get(metric, metric), fontsize=10)
+        ax.grid(alpha=0.3)
+    axes[0, -1].legend(fontsize=7, loc="best")
+    fig.tight_layout()
+    return fig

@@ -5,7 +5,7 @@
 
 - complete run directories ``runs/busi/<profile>/<protocol>/<model>-seed<seed>``
   (fold_metrics.csv, predictions.csv, manifest.json);
-- ``runs/busi/cpu_on_cpu/...``: the same configuration run on a CPU (device check);
+- ``runs/busi/cpu20_on_cpu/...``: the same configuration run on a CPU (device check);
 - ``runs/busi/device_logs/fold_metrics_from_logs.csv``: fold metrics of runs whose
   directories were lost, recovered from their job logs (marked as such).
 
@@ -138,11 +138,11 @@ def ablation_block(root: Path, profile: str) -> list[str]:
             if not found:
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                              "source": "not complete yet"})
-        cpu_rd = root / "runs" / "busi" / "cpu_on_cpu" / protocol / "mtl_oca-seed0"
+        cpu_rd = root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"
         if _complete(cpu_rd):
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
                          **_row(pd.read_csv(cpu_rd / "fold_metrics.csv")), "device": _device(cpu_rd),
-                         "source": "run directory (runs/busi/cpu_on_cpu)"})
+                         "source": "run directory (runs/busi/cpu20_on_cpu)"})
     table = pd.DataFrame(rows).fillna("")
     out = ["**Table 6 (ablation): mean ± std over folds, seed 0.** (1) no OCA, classification from "
            "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
@@ -161,7 +161,7 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
             continue
         devices = {_device(rd) for rd in variants.values()}
         candidates = [root / "runs" / "busi" / profile / protocol / "mtl_oca-seed0",
-                      root / "runs" / "busi" / "cpu_on_cpu" / protocol / "mtl_oca-seed0"]
+                      root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"]
         same = [rd for rd in candidates if _complete(rd) and {_device(rd)} == devices]
         if len(devices) == 1 and same:
             runs[protocol] = {"mtl_oca": same[0], **variants}
@@ -204,11 +204,11 @@ def spread_block(root: Path, profile: str) -> list[str]:
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
         for seed in (0, 1, 2):
-            cpu_rd = base / "cpu_on_cpu" / "grouped" / f"{model}-seed{seed}"
+            cpu_rd = base / "cpu20_on_cpu" / "grouped" / f"{model}-seed{seed}"
             if not _complete(cpu_rd):
                 continue
             folds = pd.read_csv(cpu_rd / "fold_metrics.csv")
-            rows.append({"model": DISPLAY[model], "seed": seed, "device": _device(cpu_rd), "source": "run directory (cpu_on_cpu)",
+            rows.append({"model": DISPLAY[model], "seed": seed, "device": _device(cpu_rd), "source": "run directory (cpu20_on_cpu)",
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
     if not rows:
@@ -225,7 +225,7 @@ def seeds_block(root: Path) -> list[str]:
     """Model difference against seed noise, from the CPU runs of several seeds (grouped protocol)."""
     from . import seeds
 
-    base = root / "runs" / "busi" / "cpu_on_cpu" / "grouped"
+    base = root / "runs" / "busi" / "cpu20_on_cpu" / "grouped"
     runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in ("mtl_oca", "unet_st")}
     if min(len(v) for v in runs.values()) < 2:
         return []
@@ -245,7 +245,7 @@ def seeds_block(root: Path) -> list[str]:
             _md(shown), "", text, ""]
 
 
-def render(root: Path = REPO, profile: str = "cpu") -> str:
+def render(root: Path = REPO, profile: str = "cpu20") -> str:
     lines = (comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
              + seeds_block(root))
     return "\n".join(lines).rstrip() + "\n"
