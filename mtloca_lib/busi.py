@@ -44,7 +44,11 @@ _MAX_LISTED = 10  # how many offending files an error message lists
 # ----------------------------------------------------------------------------- PNG helpers
 
 
-def _open_verified(path: Path) -> Image.Image:
+#: What a dataset reader tells the user to do about an unreadable image.
+DATASET_FIX = "replace it with an intact copy from the original dataset."
+
+
+def _open_verified(path: Path, fix: str = DATASET_FIX) -> Image.Image:
     """Open an image file and decode it fully, or raise DataError.
 
     The bytes are checked twice: ``Image.verify`` (chunk CRCs, a cut-off file) and
@@ -53,6 +57,7 @@ def _open_verified(path: Path) -> Image.Image:
 
     Args:
         path: the image file.
+        fix: the advice the error ends with (dataset readers: fetch an intact copy).
     """
     try:
         data = path.read_bytes()
@@ -63,8 +68,7 @@ def _open_verified(path: Path) -> Image.Image:
     except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ...
         raise DataError(
             f"{path}: cannot read this image ({type(exc).__name__}: {exc}). "
-            "The file is damaged, truncated or not an image: replace it with an intact "
-            "copy from the original dataset."
+            f"The file is damaged, truncated or not an image: {fix}"
         ) from exc
     return image
 

@@ -92,7 +92,7 @@ def predict_files(images: list[str | Path], weights: str | Path, out_dir: str | 
     for p in map(Path, images):
         if not p.is_file():
             raise DataError(f"{p}: image file not found")
-        greys.append(grey_array(_open_verified(p), p))  # raises DataError naming a non-image
+        greys.append(grey_array(_open_verified(p, fix="pass an image file (PNG, JPEG, BMP, TIFF)."), p))  # raises DataError naming a non-image
     batch = np.stack([resize_image(g, cfg.size) for g in greys]).astype(np.float32)  # [0, 1]
     masks, probs = predict_arrays(model, batch, cfg)
     out_dir = Path(out_dir)

@@ -103,6 +103,7 @@ def test_predict_rejects_non_image_and_writes_nothing(trained_run, tmp_path, cap
     assert code == 2
     err = capsys.readouterr().err
     assert "notes.png" in err and "not an image" in err
+    assert "original dataset" not in err and "pass an image file" in err  # predict's advice, not a reader's
     assert not out.exists()
 
 
