@@ -26,10 +26,10 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
                    help="smoke: seconds, for tests; cpu: a 2-core CPU budget; paper: the paper's 400-epoch schedule for a GPU (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None,
                    help="a RunConfig JSON/YAML file (e.g. a run's config.json); replaces --model/--profile")
-    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat"],
+    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat", "folder"],
                    help="data source (default: $MTLOCA_DATASET or phantom)")
     p.add_argument("--data", default=None,
-                   help="dataset root: BUSI's Dataset_BUSI_with_GT folder or UDIAT's folder (default: $MTLOCA_DATA)")
+                   help="dataset root: BUSI's Dataset_BUSI_with_GT folder, UDIAT's folder, or a folder dataset's folder (images/, masks/, labels.csv) (default: $MTLOCA_DATA)")
     p.add_argument("--protocol", default=None, choices=["image", "grouped"],
                    help="image: the paper's image-level stratified folds; grouped: near-duplicates kept in one fold")
     p.add_argument("--seed", type=int, default=None, help="training seed (default 0)")
@@ -73,7 +73,9 @@ def cmd_train(args) -> int:
     from .cv import run_cv
 
     cfg = _config_from_args(args)
-    run_dir = args.run_dir or Path("runs") / cfg.dataset / cfg.protocol / f"{cfg.name}-seed{cfg.seed}"
+    final = getattr(args, "holdout", "folds") == "none"
+    default_dir = Path("runs") / cfg.dataset / ("final" if final else cfg.protocol) / f"{cfg.name}-seed{cfg.seed}"
+    run_dir = args.run_dir or default_dir
     data = None
     if args.prepared is not None:
         from .datasets import read_prepared_file
@@ -85,6 +87,11 @@ def cmd_train(args) -> int:
                 f"{cfg.dataset!r} at {cfg.size} px; pass the matching --dataset/--profile or another file"
             )
     print(f"run directory: {run_dir}")
+    if final:
+        from .final import train_final
+
+        train_final(cfg, run_dir, data=data)
+        return 0
     table = run_cv(cfg, run_dir, data=data)
     print(table.to_string(index=False))
     return 0
@@ -183,6 +190,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train from a prepared-data cache file (<name>-<size>-<key>.npz with its .json) "
                         "instead of the raw folder, e.g. on a GPU machine without the dataset; keep --data "
                         "as on the machine that made it so the run's config stays the same")
+    p.add_argument("--holdout", choices=["folds", "none"], default="folds",
+                   help="folds: k-fold cross-validation (default); none: one final model trained on the "
+                        "whole dataset, weights in <run-dir>/model.pt (for predict and evaluate --dataset)")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("matrix", help="train a matrix of runs (models x protocols x seeds) in parallel processes")
@@ -200,7 +210,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_summary)
 
     p = sub.add_parser("data", help="the data summary (the paper's Table 1) of a dataset")
-    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat"])
+    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat", "folder"])
     p.add_argument("--data", default=None, help="dataset root")
     p.set_defaults(func=cmd_data)
 

@@ -47,7 +47,7 @@ class RunConfig:
 
     Args:
         name: a label for tables (defaults to the model preset name).
-        dataset: "phantom", "busi" or "udiat".
+        dataset: "phantom", "busi", "udiat" or "folder".
         data_root: folder of the real dataset (None for the phantom).
         dataset_kwargs: passed to the reader (e.g. the phantom's ``n_per_class``).
         size: side of the square network input in pixels.

@@ -1,6 +1,8 @@
 """Load a dataset by name, and cache its prepared arrays keyed by content.
 
-Names: ``"phantom"`` (built in), ``"busi"`` and ``"udiat"`` (read from a folder).
+Names: ``"phantom"`` (built in), ``"busi"`` and ``"udiat"`` (read from their published
+layouts) and ``"folder"`` (your own data: ``images/``, ``masks/``, ``labels.csv``;
+:mod:`mtloca_lib.folder`).
 Defaults come from the environment: ``MTLOCA_DATASET`` (default ``phantom``),
 ``MTLOCA_DATA`` (the real dataset's root folder) and ``MTLOCA_CACHE`` (cache folder;
 default ``.cache/mtloca`` in the repository, else ``~/.cache/mtloca``).
@@ -37,8 +39,9 @@ from .phantom import PHANTOM_VERSION, make_phantom
 from .preprocess import DEFAULT_SIZE, PREPROCESS_VERSION, prepare
 from .records import PreparedDataset, RawDataset
 
-DATASET_NAMES = ("phantom", "busi", "udiat")
-READER_MODULES = {"phantom": "mtloca_lib.phantom", "busi": "mtloca_lib.busi", "udiat": "mtloca_lib.udiat"}
+DATASET_NAMES = ("phantom", "busi", "udiat", "folder")
+READER_MODULES = {"phantom": "mtloca_lib.phantom", "busi": "mtloca_lib.busi", "udiat": "mtloca_lib.udiat",
+                  "folder": "mtloca_lib.folder"}
 CACHE_FORMAT = "1"
 _REPO = Path(__file__).resolve().parents[1]
 
@@ -68,7 +71,8 @@ def _resolve(name: str | None, root) -> tuple[str, Path | None]:
     root = root if root is not None else os.environ.get("MTLOCA_DATA") or None
     if root is None:
         raise DataError(f"dataset {name!r} needs its root folder: pass root=... or set $MTLOCA_DATA "
-                        "(BUSI: the Dataset_BUSI_with_GT folder; UDIAT: the folder with original/, GT/, DatasetB.xlsx)")
+                        "(BUSI: the Dataset_BUSI_with_GT folder; UDIAT: the folder with original/, GT/, DatasetB.xlsx; "
+                        "folder: the folder with images/, masks/, labels.csv)")
     root = Path(root).expanduser()
     if not root.is_dir():
         raise DataError(f"{root}: dataset root folder for {name!r} not found; check root= or $MTLOCA_DATA")
@@ -79,8 +83,8 @@ def load_raw(name: str | None = None, root=None, **kw) -> RawDataset:
     """Read a dataset at native resolution.
 
     Args:
-        name: "phantom", "busi" or "udiat"; default ``$MTLOCA_DATASET`` or "phantom".
-        root: dataset folder for busi/udiat; default ``$MTLOCA_DATA``. Ignored for the phantom.
+        name: "phantom", "busi", "udiat" or "folder"; default ``$MTLOCA_DATASET`` or "phantom".
+        root: dataset folder for busi/udiat/folder; default ``$MTLOCA_DATA``. Ignored for the phantom.
         **kw: passed to the reader (phantom: n_per_class=(60, 120, 80), seed=0,
             size_range=(180, 300)).
 
@@ -96,6 +100,9 @@ def load_raw(name: str | None = None, root=None, **kw) -> RawDataset:
     if name == "busi":
         from .busi import read_busi
         return read_busi(root, **kw)
+    if name == "folder":
+        from .folder import read_folder
+        return read_folder(root, **kw)
     from .udiat import read_udiat
     return read_udiat(root, **kw)
 
@@ -225,7 +232,7 @@ def load_prepared(name: str | None = None, root=None, size: int = DEFAULT_SIZE, 
     """Prepared (resized) arrays of a dataset, from the cache when possible.
 
     Args:
-        name: "phantom", "busi" or "udiat"; default ``$MTLOCA_DATASET`` or "phantom".
+        name: "phantom", "busi", "udiat" or "folder"; default ``$MTLOCA_DATASET`` or "phantom".
         root: dataset folder for busi/udiat; default ``$MTLOCA_DATA``.
         size: side of the resized images.
         cache_dir: cache folder; default ``$MTLOCA_CACHE`` or :func:`default_cache_dir`.

@@ -38,7 +38,7 @@ class NotebookParams:
     """The parameters every notebook takes (its ``parameters`` cell).
 
     Args:
-        dataset: "phantom", "busi" or "udiat".
+        dataset: "phantom", "busi", "udiat" or "folder".
         data_root: dataset folder ("" for the phantom).
         protocol: "image", "grouped" or "both".
         profile: "smoke", "demo", "cpu" or "paper" (see ``mtloca_lib.config.PROFILES``).

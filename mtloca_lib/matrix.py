@@ -124,7 +124,7 @@ def run_matrix(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="run profile (default: %(default)s)")
-    p.add_argument("--dataset", default="phantom", choices=["phantom", "busi", "udiat"])
+    p.add_argument("--dataset", default="phantom", choices=["phantom", "busi", "udiat", "folder"])
     p.add_argument("--data", default=None, help="dataset root (recorded in each run's config)")
     p.add_argument("--prepared", type=Path, default=None,
                    help="prepared-data cache file to train from instead of the raw folder (see `mtloca train --prepared`)")

@@ -128,7 +128,7 @@ def scrub_paths(nb_path: Path, replacements: dict[str, str]) -> int:
 def main(argv=None) -> int:
     d = default_parameters()
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--dataset", default=d["dataset"], choices=["phantom", "busi", "udiat"])
+    p.add_argument("--dataset", default=d["dataset"], choices=["phantom", "busi", "udiat", "folder"])
     p.add_argument("--data-root", default=d["data_root"])
     p.add_argument("--protocol", default=d["protocol"], choices=["image", "grouped", "both"])
     p.add_argument("--profile", default=d["profile"])
