@@ -114,8 +114,19 @@ def cmd_evaluate(args) -> int:
     from .train import build_for_run, evaluate_fold
 
     run_dir = Path(args.run_dir)
+    if getattr(args, "dataset", None):
+        from .external import evaluate_external, parse_class_map
+
+        table = evaluate_external(run_dir, args.dataset, args.data, parse_class_map(args.class_map), args.name)
+        print(table.to_string(index=False))
+        return 0
     if not (run_dir / "config.json").exists():
         raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
+    from .final import is_final_run
+
+    if is_final_run(run_dir):
+        raise DataError(f"{run_dir} is a final model trained on every image: it has no test folds to "
+                        "recompute; score it on another dataset with --dataset ... --data ...")
     cfg = RunConfig.load(run_dir / "config.json")
     data = load_data(cfg)
     folds = fold_table(cfg, data)
@@ -201,8 +212,17 @@ def build_parser() -> argparse.ArgumentParser:
     add_arguments(p)
     p.set_defaults(func=cmd_matrix)
 
-    p = sub.add_parser("evaluate", help="recompute a run's metrics from its saved fold models")
+    p = sub.add_parser("evaluate", help="recompute a run's metrics from its saved fold models, or score "
+                                        "them on another dataset (--dataset)")
     p.add_argument("run_dir", type=Path, help="a run directory written by `mtloca train`")
+    p.add_argument("--dataset", default=None, choices=["phantom", "busi", "udiat", "folder"],
+                   help="score the run's models on this dataset instead (external validation); results go "
+                        "to RUN/external/<name>/")
+    p.add_argument("--data", default=None, help="that dataset's root folder")
+    p.add_argument("--class-map", default=None, metavar="DATA=MODEL,...",
+                   help="map the dataset's classes to the model's, e.g. benign=benign,malignant=malignant "
+                        "(default: the classes both name)")
+    p.add_argument("--name", default=None, help="sub-folder under RUN/external/ (default: the dataset's name)")
     p.set_defaults(func=cmd_evaluate)
 
     p = sub.add_parser("summary", help="mean +- std over folds of one or more runs")
