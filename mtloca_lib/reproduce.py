@@ -7,8 +7,16 @@ profile, run root, seed, device); figures go to ``figures/``, tables to
 
 Parameters come from the command line or the environment (``MTLOCA_DATASET``,
 ``MTLOCA_DATA``, ``MTLOCA_PROTOCOL``, ``MTLOCA_PROFILE``, ``MTLOCA_RUNS``,
-``MTLOCA_SEED``, ``MTLOCA_DEVICE``). With no real data configured the phantom is
-used and the outputs say so.
+``MTLOCA_SEED``, ``MTLOCA_DEVICE``, ``MTLOCA_UDIAT``). With no real data configured the
+phantom is used and the outputs say so.
+
+Figures drawn from the dataset's own images (examples, near-duplicate pairs, predicted
+masks, Grad-CAM overlays) stay in the executed copies by default: BUSI is public domain
+(CC0) and showing its images is what a paper companion is for. UDIAT Dataset B is
+licensed on request: whenever it is in play (``--dataset udiat`` or a UDIAT root for
+notebook 05), every figure of UDIAT images is stripped from the executed copies, always,
+and ``--data-images`` defaults to ``strip``; notebook 05 then saves its Figure 7 as
+``figure7_udiat``, a name ``.gitignore`` keeps out of git.
 """
 from __future__ import annotations
 
@@ -75,22 +83,38 @@ def run_all(params: dict, only: list[str] | None = None, out_dir: Path | None = 
 #: Calls whose figures show the dataset's own images (examples, near-duplicate pairs,
 #: qualitative segmentations, Grad-CAM overlays): see :func:`strip_data_images`.
 DATA_IMAGE_CALLS = ("figure3(", "sigma_figure(", "duplicate_pairs_figure(", "figure4_from_runs(",
-                    "figure6(", "figure6_from_runs(")
+                    "figure6(", "figure6_from_runs(", "figure7_from_runs(")
+#: Calls that draw UDIAT's images when a UDIAT root is configured (notebook 05's Figure 7).
+UDIAT_IMAGE_CALLS = ("figure7_from_runs(",)
 
 
-def strip_data_images(nb_path: Path) -> int:
+def udiat_in_play(dataset: str, udiat_root: str) -> bool:
+    """Whether any notebook will read UDIAT Dataset B (as the main dataset or for notebook 05)."""
+    return dataset == "udiat" or bool(udiat_root)
+
+
+def udiat_strip_calls(dataset: str) -> tuple[str, ...]:
+    """Cells whose figures are UDIAT images, to strip whatever ``--data-images`` says."""
+    return DATA_IMAGE_CALLS if dataset == "udiat" else UDIAT_IMAGE_CALLS
+
+
+def strip_data_images(nb_path: Path, calls: tuple[str, ...] = DATA_IMAGE_CALLS) -> int:
     """Remove image outputs of cells that draw the dataset's images; returns how many.
 
-    Used for the executed copies committed to the repository (``--no-data-images``): the
-    tables and plots of numbers stay, pictures made of patients' scans are replaced by a
-    one-line note, so no image data enters git. Run the notebook locally to see them.
+    Used for executed copies that must not hold a dataset's images (``--data-images strip``;
+    always for UDIAT's): the tables and plots of numbers stay, pictures made of patients'
+    scans are replaced by a one-line note. Run the notebook locally to see them.
+
+    Args:
+        nb_path: the executed notebook, rewritten in place.
+        calls: source fragments that mark a cell drawing dataset images.
     """
     import nbformat
 
     nb = nbformat.read(str(nb_path), as_version=4)
     removed = 0
     for cell in nb.cells:
-        if cell.cell_type != "code" or not any(call in cell.source for call in DATA_IMAGE_CALLS):
+        if cell.cell_type != "code" or not any(call in cell.source for call in calls):
             continue
         kept = []
         for out in cell.get("outputs", []):
@@ -142,27 +166,37 @@ def main(argv=None) -> int:
                    help="where figures go; relative paths are from the repository (default: $MTLOCA_FIGURES or figures)")
     p.add_argument("--tables-dir", default=os.environ.get("MTLOCA_TABLES", "tables"),
                    help="where tables go; relative paths are from the repository (default: $MTLOCA_TABLES or tables)")
-    p.add_argument("--no-data-images", action="store_true",
-                   help="strip figures made of the dataset's images from the executed copies (for committing them)")
+    p.add_argument("--udiat-root", default=os.environ.get("MTLOCA_UDIAT", ""),
+                   help="UDIAT Dataset B folder for notebook 05 (default: $MTLOCA_UDIAT; none: the two-class phantom)")
+    p.add_argument("--data-images", choices=["keep", "strip"], default=None,
+                   help="keep or strip figures made of the dataset's images in the executed copies (default: "
+                        "keep; strip when UDIAT is in play, whose images are always stripped)")
+    p.add_argument("--no-data-images", action="store_true", help="the same as --data-images strip")
     p.add_argument("--scrub-paths", action="store_true",
                    help="replace the repository and data-root paths in the executed copies by placeholders")
     args = p.parse_args(argv)
     params = {k: getattr(args, k) for k in ("dataset", "data_root", "protocol", "profile", "run_root", "seed", "device",
-                                            "figures_dir", "tables_dir")}
+                                            "figures_dir", "tables_dir", "udiat_root")}
+    udiat = udiat_in_play(args.dataset, args.udiat_root)
+    data_images = "strip" if args.no_data_images else (args.data_images or ("strip" if udiat else "keep"))
     if params["dataset"] == "phantom":
         print("reproduce: no real dataset configured (MTLOCA_DATASET/MTLOCA_DATA): running on the "
               "built-in synthetic phantom; numbers are NOT the paper's. See data/README.md.")
     print("reproduce: parameters " + " ".join(f"{k}={v}" for k, v in params.items()))
     t0 = time.perf_counter()
     done = run_all(params, args.only, out_dir=args.out)
-    if args.no_data_images:
-        for nb in done:
-            n = strip_data_images(nb)
-            if n:
-                print(f"reproduce: removed {n} figure(s) of dataset images from {nb.name}")
+    for nb in done:
+        n = 0
+        if data_images == "strip":
+            n += strip_data_images(nb)
+        if udiat:  # UDIAT's images never stay in an executed copy, whatever --data-images says
+            n += strip_data_images(nb, udiat_strip_calls(args.dataset))
+        if n:
+            print(f"reproduce: removed {n} figure(s) of dataset images from {nb.name}")
     if args.scrub_paths:
         for nb in done:
-            scrub_paths(nb, {str(REPO): "<repo>", params["data_root"]: "<data_root>"})
+            scrub_paths(nb, {str(REPO): "<repo>", params["data_root"]: "<data_root>",
+                             params["udiat_root"]: "<udiat_root>"})
     print(f"reproduce: all notebooks ran in {time.perf_counter() - t0:.0f}s; figures in {args.figures_dir}, "
           f"tables in {args.tables_dir}, executed notebooks in {args.out}")
     return 0
