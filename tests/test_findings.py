@@ -1,0 +1,43 @@
+"""The README's opening findings are generated from the committed runs, not typed."""
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from mtloca_lib import findings
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_readme_findings_match_the_committed_runs():
+    assert findings.readme_block() == findings.render(), (
+        "README.md's findings block differs from the runs: run `python -m mtloca_lib.findings`")
+
+
+def test_findings_use_only_complete_runs_and_say_what_is_missing(tmp_path):
+    src = REPO / "runs" / "busi" / "cpu" / "grouped" / "mtl_oca-seed0"
+    if not (src / "fold_metrics.csv").exists():
+        pytest.skip("committed cpu run not present")
+    dst = tmp_path / "runs" / "busi" / "cpu" / "grouped" / "mtl_oca-seed0"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.pt"))
+    table, used = findings.findings_table(tmp_path)
+    assert list(used) == [("mtl_oca", "grouped")]
+    row = table[(table["model"] == "MTL-OCA") & (table["protocol"].str.startswith("grouped"))].iloc[0]
+    mean = pd.read_csv(src / "fold_metrics.csv")["dice"].mean()
+    assert row["Dice"].startswith(f"{mean:.3f}")
+    assert (table["run"] == "not run yet").sum() == 5
+    text = findings.sentences(used)
+    assert "cannot be compared yet" in text[1] and "UNet (ST) (grouped)" in text[2]
+    # a run with a fold missing is not complete: it leaves the table
+    (dst / "fold_metrics.csv").write_text(pd.read_csv(src / "fold_metrics.csv").iloc[:4].to_csv(index=False))
+    assert findings.findings_table(tmp_path)[1] == {}
+
+
+def test_update_needs_markers(tmp_path):
+    readme = tmp_path / "README.md"
+    readme.write_text("# no block\n")
+    with pytest.raises(ValueError, match="findings:begin"):
+        findings.update_readme(readme, root=tmp_path, figure=False)
