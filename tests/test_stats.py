@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mtloca_lib import stats as S
+from mtloca_lib.engine import stats as S
 
 
 def test_fold_summary_mean_std():
