@@ -27,7 +27,7 @@ from scipy.stats import mannwhitneyu  # noqa: E402
 
 from mtloca_lib.engine import cv
 from mtloca_lib.data import datasets, preprocess  # noqa: E402
-from mtloca_lib.engine.runs.common import save_figure  # noqa: E402
+from mtloca_lib.report.common import save_figure  # noqa: E402
 from mtloca_lib.runio import read_json  # noqa: E402
 
 

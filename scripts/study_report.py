@@ -16,7 +16,7 @@ sys.path.insert(0, str(REPO))
 
 from mtloca_lib.engine import convergence as C
 from mtloca_lib.report import convergence as C_convergence  # noqa: E402
-from mtloca_lib.engine.runs.common import save_figure  # noqa: E402
+from mtloca_lib.report.common import save_figure  # noqa: E402
 
 
 def main() -> int:

@@ -29,7 +29,7 @@ import pytest
 import torch
 
 from mtloca_lib.engine.gradcam import grad_cam
-from mtloca_lib.engine.runs.gradcam import mass_fraction
+from mtloca_lib.report.gradcam import mass_fraction
 from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.models import build_model
 from mtloca_lib.data.phantom import make_phantom

@@ -16,7 +16,7 @@ from mtloca_lib.engine.config import RunConfig, make_config
 from mtloca_lib.engine.cv import run_cv
 from mtloca_lib.models.losses import MultiTaskLoss, soft_dice_loss
 from mtloca_lib.data.preprocess import make_input, scale_magnitude
-from mtloca_lib.engine.runs.reproduction_report import describe_claim
+from mtloca_lib.report.reproduction_report import describe_claim
 from mtloca_lib.data.splits import validation_split
 from mtloca_lib.engine.train import StopRequested, lr_factor
 

@@ -1,4 +1,15 @@
-"""TODO docstring (from reproduction)."""
+"""Comparisons between runs: paired tests per image, protocol effects, bootstrap tables.
+
+What notebooks 06 and 07 (and the README's results block) test: :func:`paired_tests`
+(Wilcoxon on per-image Dice, McNemar on per-image correctness, between two models
+trained on the same folds), :func:`protocol_tests` (the same model under the two
+protocols), :func:`holm` (Holm's step-down adjustment, from statsmodels),
+:func:`model_numbers` and :func:`bootstrap_table` (means over folds, bootstrap CIs over
+images), :func:`convergence_by_run`. The sentences that state the results are written
+in :mod:`mtloca_lib.report.reproduction_report`.
+
+May import: the engine (``runs``, ``stats``, ``convergence``, ``experiments``).
+"""
 from __future__ import annotations
 
 from pathlib import Path
@@ -52,15 +63,17 @@ def bootstrap_table(runs: Mapping[str, Mapping[str, str | Path]], seed: int = 0)
 
 
 def holm(p_values) -> np.ndarray:
-    """Holm's step-down adjustment of a family of p-values (NaN stays NaN)."""
+    """Holm's step-down adjustment of a family of p-values (NaN stays NaN).
+
+    ``statsmodels.stats.multitest.multipletests(method="holm")`` over the non-NaN values.
+    """
+    from statsmodels.stats.multitest import multipletests
+
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
-    ok = np.flatnonzero(~np.isnan(p))
-    order = ok[np.argsort(p[ok], kind="stable")]
-    m, running = len(order), 0.0
-    for rank, i in enumerate(order):
-        running = max(running, min(1.0, (m - rank) * p[i]))
-        out[i] = running
+    ok = ~np.isnan(p)
+    if ok.any():
+        out[ok] = multipletests(p[ok], method="holm")[1]
     return out
 
 

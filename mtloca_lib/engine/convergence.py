@@ -1,4 +1,19 @@
-"""TODO docstring (from convergence)."""
+"""Learning curves and the convergence rule: has a run finished learning?
+
+Every fold's ``history.csv`` holds one row per epoch: the mean training losses and, when
+a validation part is held out of each training fold (``RunConfig.val_fraction``), the
+validation curve (Dice over all images and over lesion images, accuracy, losses).
+
+The rule (:func:`convergence_status`): a run has converged when the mean over its folds
+of its validation Dice rises by less than ``tol`` = 0.01 over the last 20 % of its epochs
+(the mean of the window's second half against its first half), so one noisy epoch
+neither hides nor fakes a trend. A run without a validation curve cannot be judged and
+counts as not converged ("unknown"). :func:`study_table` summarises the training study's
+probes. The figures of these curves are in :mod:`mtloca_lib.report.convergence`.
+
+This module only reads run directories; it never trains. May import: the standard
+library, numpy, pandas, ``mtloca_lib.runio`` and the engine's config.
+"""
 from __future__ import annotations
 
 import math

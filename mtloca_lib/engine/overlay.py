@@ -1,4 +1,12 @@
-"""TODO docstring (from plotting)."""
+"""Drawing masks and heat maps over an image (matplotlib axes).
+
+The primitives that both the engine (``predict`` writes ``<name>_overlay.png``) and the
+report figures use: :func:`overlay_mask` (truth and prediction contours),
+:func:`overlay_heatmap` (a Grad-CAM map over the image), their colours. Nothing here
+picks a backend.
+
+May import: numpy, matplotlib, scipy.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -1,4 +1,13 @@
-"""TODO docstring (from report)."""
+"""Reading finished run directories: fold metrics, summaries, per-image predictions.
+
+``mtloca summary`` and the notebooks call these: :func:`run_summary` (mean +- std over
+folds), :func:`fold_metrics`, :func:`predictions`, :func:`classification_table` (pooled
+over folds), :func:`bootstrap_summary` (CIs over images), :func:`compare_runs` (paired
+tests between two runs on the same images), :func:`run_device`. They compute from what
+the run wrote; they never train.
+
+May import: the engine's ``metrics`` and ``stats``, ``mtloca_lib.runio``.
+"""
 from __future__ import annotations
 
 from pathlib import Path

@@ -64,7 +64,7 @@ def bootstrap_ci(
     values, statistic: Callable = np.mean, n_boot: int = 2000, ci: float = 0.95,
     seed: int = 0, chunk: int = 500,
 ) -> dict[str, float]:
-    """Percentile bootstrap confidence interval over images.
+    """Percentile bootstrap confidence interval over images (``scipy.stats.bootstrap``, percentile method).
 
     Args:
         values: (N,) per-image values; NaNs (e.g. undefined HD95) are dropped first.
@@ -78,6 +78,8 @@ def bootstrap_ci(
         dict with ``estimate`` (statistic on the data), ``low``, ``high``, ``n``
         (non-NaN values), ``n_boot``, ``ci``. NaN bounds when fewer than 2 values.
     """
+    from scipy.stats import bootstrap
+
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[~np.isnan(v)]
     n = v.size
@@ -85,14 +87,9 @@ def bootstrap_ci(
            "low": float("nan"), "high": float("nan"), "n": int(n), "n_boot": int(n_boot), "ci": ci}
     if n < 2:
         return out
-    rng = np.random.default_rng(seed)
-    boots = np.empty(n_boot)
-    for s in range(0, n_boot, chunk):
-        m = min(chunk, n_boot - s)
-        idx = rng.integers(0, n, size=(m, n))
-        boots[s:s + m] = statistic(v[idx], axis=1)
-    alpha = (1.0 - ci) / 2.0
-    out["low"], out["high"] = (float(x) for x in np.quantile(boots, [alpha, 1.0 - alpha]))
+    res = bootstrap((v,), statistic, n_resamples=n_boot, batch=chunk, confidence_level=ci,
+                    method="percentile", vectorized=True, random_state=np.random.default_rng(seed))
+    out["low"], out["high"] = float(res.confidence_interval.low), float(res.confidence_interval.high)
     return out
 
 
@@ -183,13 +180,13 @@ def mcnemar(correct_a, correct_b, exact: bool | None = None, exact_below: int = 
            "accuracy_difference": float(ca.mean() - cb.mean()) if ca.size else float("nan")}
     if nd == 0:
         return out
-    if use_exact:
-        out["statistic"] = float(n10)
-        out["p_value"] = float(sps.binomtest(n10, nd, 0.5, alternative="two-sided").pvalue)
-    else:
-        chi = (abs(n10 - n01) - 1.0) ** 2 / nd
-        out["statistic"] = float(chi)
-        out["p_value"] = float(sps.chi2.sf(chi, df=1))
+    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
+
+    table = [[int((ca & cb).sum()), n10], [n01, int((~ca & ~cb).sum())]]
+    res = sm_mcnemar(table, exact=use_exact, correction=True)
+    out["p_value"] = float(min(1.0, res.pvalue))
+    # statsmodels reports min(b, c) in exact mode; we keep b = "a right, b wrong" there
+    out["statistic"] = float(n10) if use_exact else float(res.statistic)
     return out
 
 

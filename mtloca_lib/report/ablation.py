@@ -1,4 +1,13 @@
-"""TODO docstring (from reproduction)."""
+"""Notebook 06 (the ablation): Table 6.
+
+:func:`ablation_table` lays out the three configurations (no OCA; OCA with classification
+from the OCA mask; the proposed MTL-OCA) with segmentation and per-class classification
+numbers, from :func:`ablation_fold_table` per run. The paired tests are the engine's
+(``paired_tests``, ``holm``) and the sentences those of ``report.reproduction_report``
+(``describe_test``), re-exported here.
+
+May import: the engine, ``report.common``, ``report.reproduction_report``.
+"""
 from __future__ import annotations
 
 # what notebook 06 calls from elsewhere, re-exported so it imports from here only

@@ -1,4 +1,11 @@
-"""TODO docstring (from figures)."""
+"""Notebook 03 (classification): Table 3 and Figure 5.
+
+:func:`classification_results` (per-class metrics and confusion matrices pooled over the
+folds of each run), :func:`per_class_table`, :func:`overall_table` and :func:`figure5`
+(one confusion matrix per model).
+
+May import: the engine, ``report.common``.
+"""
 from __future__ import annotations
 
 from pathlib import Path

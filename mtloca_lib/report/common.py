@@ -1,4 +1,14 @@
-"""TODO docstring (from figures, plotting, report)."""
+"""What every notebook uses: parameter banners, saving figures and tables, plotting helpers.
+
+- notebook text: :func:`tidy_warnings`, :func:`describe_params`, :func:`dataset_banner`,
+  :func:`display_path`, :func:`path_free_log` (no machine-specific paths in outputs);
+- saving: :func:`save_figure` (PNG + PDF, written atomically, deterministic metadata) and
+  :func:`save_table` (CSV + Markdown);
+- plotting: :func:`plot_confusion`, :func:`image_grid`, and the overlays of
+  :mod:`mtloca_lib.engine.overlay` (re-exported: :func:`overlay_mask`, :func:`overlay_heatmap`).
+
+May import: the engine (configs, experiments) and ``engine.overlay``.
+"""
 from __future__ import annotations
 
 import os

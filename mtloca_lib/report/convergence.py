@@ -1,4 +1,12 @@
-"""TODO docstring (from convergence)."""
+"""Notebook 08 (convergence): learning curves of every run, and the training study's figure.
+
+:func:`learning_curves_figure` draws one column per run (every fold thin, the fold mean
+thick, the epoch where the mean reaches 95 % of its final value, the rule's verdict in the
+title); :func:`study_figure` overlays the training study's probes. The rule itself and the
+tables are in :mod:`mtloca_lib.engine.convergence` (``convergence_table`` re-exported).
+
+May import: the engine, ``report.common``.
+"""
 from __future__ import annotations
 
 from mtloca_lib.engine.convergence import convergence_table  # noqa: F401  (re-exported for notebook 08)

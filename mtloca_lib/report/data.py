@@ -1,4 +1,15 @@
-"""TODO docstring (from figures)."""
+"""Notebook 00 (the data): Table 1, Figure 3 (the Gaussian derivative), the near-duplicates.
+
+Figure 3's example cases are chosen by a rule (:func:`example_cases`): per class, the image
+whose native lesion area is closest to the class median (a class without lesions: its first
+image). :func:`sigma_figure` and :func:`sigma_table` show how the derivative's scale was
+chosen. The near-duplicate pairs (:func:`near_duplicate_pairs`, :func:`spread_pairs`) are
+shown at evenly spaced ranks of the score, from the best to the one closest to the threshold
+(:func:`duplicate_pairs_figure`). Re-exports what the notebook needs from the data stage
+(``load_raw``, ``load_prepared``, ``data_summary``, ``group_table``, ``DEFAULT_SIGMA``).
+
+May import: ``data``, the engine, ``report.common``.
+"""
 from __future__ import annotations
 
 # what notebook 00 calls from the data stage, re-exported so it imports from here only

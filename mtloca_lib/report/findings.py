@@ -28,7 +28,7 @@ FIGURE = Path("docs/figures/findings_learning_curves.png")
 #: Second-hand reference numbers (see docs and notebook 07): the paper's, image-level protocol,
 #: and an independent from-scratch leakage-free reproduction's, grouped protocol.
 def _reference(protocol: str) -> dict:
-    from mtloca_lib.engine.runs.reproduction_report import REFERENCE
+    from mtloca_lib.report.reproduction_report import REFERENCE
 
     row = REFERENCE[REFERENCE["protocol"] == protocol].iloc[0]
     return {"dice": float(row["dice"]), "accuracy": float(row["accuracy"])}
@@ -130,8 +130,8 @@ def draw_figure(used: dict, root: Path = REPO) -> Path | None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from mtloca_lib.engine.runs.convergence import learning_curves_figure
-    from mtloca_lib.engine.runs.common import save_figure
+    from mtloca_lib.report.convergence import learning_curves_figure
+    from mtloca_lib.report.common import save_figure
 
     runs = {DISPLAY[m]: rd for (m, p), rd in used.items() if p == "grouped"}
     if not runs:

@@ -1,4 +1,15 @@
-"""TODO docstring (from reproduction)."""
+"""Notebook 07 (the reproduction report): ours against the paper, in generated sentences.
+
+Every sentence of the report is generated here from the numbers: nothing about the
+results is written by hand. The generators (:func:`describe_test`,
+:func:`describe_protocol_effect`, :func:`describe_reference`, :func:`describe_claim`)
+take plain tables, so ``tests/test_reproduction.py`` checks them on constructed numbers.
+Reference numbers (:data:`REFERENCE`) are second-hand: the paper's tables are images, and
+the only figures we have are those quoted in ``SPEC.md``. The computations (paired tests,
+bootstrap tables, seed-level tests) are the engine's, re-exported for the notebook.
+
+May import: the engine, ``report.common``.
+"""
 from __future__ import annotations
 
 # what notebook 07 calls from the engine, re-exported so it imports from here only

@@ -1,4 +1,13 @@
-"""TODO docstring (from figures)."""
+"""Notebook 02 (segmentation): Table 2 and Figure 4.
+
+:func:`comparison_table` (mean +- std over folds per model), :func:`dice_by_case` (each
+image's Dice from the fold where it was a test image), :func:`pick_cases` (Figure 4's rule:
+per class, the image at the median Dice of the reference model, plus the image(s) where
+the models' Dice differ most), :func:`figure4` / :func:`figure4_from_runs` (image, truth,
+one column per model).
+
+May import: the engine, ``data``, ``report.common``.
+"""
 from __future__ import annotations
 
 from pathlib import Path

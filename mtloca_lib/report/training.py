@@ -1,4 +1,11 @@
-"""TODO docstring (from figures)."""
+"""Notebook 01 (training every run): the table of runs, and the engine calls it makes.
+
+:func:`runs_table` lists the run directories the notebook trained or found finished, with
+paths relative to the repository. ``train_runs`` and ``run_summary`` are the engine's,
+re-exported so the notebook imports from here.
+
+May import: the engine, ``report.common``.
+"""
 from __future__ import annotations
 
 # what notebook 01 calls from the engine, re-exported so it imports from here only

@@ -1,4 +1,14 @@
-"""TODO docstring (from reproduction)."""
+"""Notebook 05 (UDIAT Dataset B): Tables 4-5 and Figure 7.
+
+:func:`udiat_banner` says whether real UDIAT or its two-class phantom stand-in is shown;
+:func:`figure7` / :func:`figure7_from_runs` draw segmentation examples above each model's
+confusion matrix. Tables 4-5 reuse Tables 2-3's functions (re-exported from
+``report.segmentation`` and ``report.classification``). UDIAT is licensed on request: its
+figures are never committed (``reproduce`` strips them; ``.gitignore`` keeps ``*udiat*``
+figures out of git).
+
+May import: the engine, ``report.common``, ``report.segmentation``, ``report.classification``.
+"""
 from __future__ import annotations
 
 # notebook 05 lays out Tables 4-5 as Tables 2-3: the same functions, re-exported

@@ -1,0 +1,104 @@
+"""The package's layout stays true: imports between the stage folders point only downward.
+
+Stages, top to bottom: the faces (``cli``, ``reproduce``, ``__main__``) and ``report``;
+``engine``; ``data`` and ``models``; the base modules (``errors``, ``runio``,
+``hardware``). A module may import its own folder and any stage below it; ``data`` and
+``models`` never import each other; the base modules import nothing of the package.
+"""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+PKG = Path(__file__).resolve().parents[1] / "mtloca_lib"
+BASE = {"errors", "runio", "hardware"}
+FACES = {"cli", "reproduce", "__main__", "__init__"}
+#: stage -> the stages it may import (besides itself)
+ALLOWED = {
+    "faces": {"report", "engine", "data", "models", "base", "faces"},
+    "report": {"engine", "data", "models", "base"},
+    "engine": {"data", "models", "base"},
+    "data": {"base"},
+    "models": {"base"},
+    "base": set(),
+}
+
+
+def stage_of(module: str) -> str:
+    """Stage of a dotted module name inside mtloca_lib ("mtloca_lib.engine.cv" -> "engine")."""
+    parts = module.split(".")[1:]
+    if not parts:
+        return "faces"
+    head = parts[0]
+    if head in BASE:
+        return "base"
+    if head in FACES:
+        return "faces"
+    return head
+
+
+def imports_of(path: Path, package: str) -> list[tuple[str, int]]:
+    """Every mtloca_lib module ``path`` imports (function-level imports too), with line numbers."""
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = package.split(".")[: len(package.split(".")) - (node.level - 1)]
+                mod = ".".join(base + ([node.module] if node.module else []))
+            else:
+                mod = node.module or ""
+            if mod.startswith("mtloca_lib"):
+                if mod == "mtloca_lib":  # from mtloca_lib import X: X is a module or a re-export
+                    out += [(f"mtloca_lib.{a.name}", node.lineno) for a in node.names]
+                else:
+                    out.append((mod, node.lineno))
+        elif isinstance(node, ast.Import):
+            out += [(a.name, node.lineno) for a in node.names if a.name.startswith("mtloca_lib")]
+    return out
+
+
+def violations(root: Path = PKG) -> list[str]:
+    bad = []
+    for path in sorted(root.rglob("*.py")):
+        rel = path.relative_to(root.parent).with_suffix("")
+        module = ".".join(rel.parts)
+        package = module if path.name == "__init__.py" else module.rsplit(".", 1)[0]
+        if path.name == "__init__.py":
+            module = module[: -len(".__init__")]
+        here = stage_of(module)
+        for target, line in imports_of(path, package.removesuffix(".__init__")):
+            there = stage_of(target)
+            if there != here and there not in ALLOWED[here]:
+                bad.append(f"{path.relative_to(root.parent)}:{line}: {here} imports {there} ({target})")
+            if here == "base" and target != module:
+                bad.append(f"{path.relative_to(root.parent)}:{line}: base module imports {target}")
+    return bad
+
+
+def test_imports_point_only_downward():
+    bad = violations()
+    assert not bad, "imports against the layout (docs/DESIGN.md):\n" + "\n".join(bad)
+
+
+def test_the_check_catches_upward_and_sideways_imports(tmp_path):
+    pkg = tmp_path / "mtloca_lib"
+    for folder in ("data", "engine", "models", "report"):
+        (pkg / folder).mkdir(parents=True)
+        (pkg / folder / "__init__.py").write_text("")
+    (pkg / "__init__.py").write_text("")
+    (pkg / "errors.py").write_text("")
+    (pkg / "data" / "reader.py").write_text("from mtloca_lib.engine import cv\nfrom ..errors import DataError\n")
+    (pkg / "models" / "net.py").write_text("def f():\n    from mtloca_lib.data import reader\n")
+    (pkg / "engine" / "cv.py").write_text("from ..report import common\nfrom ..data import reader\n")
+    (pkg / "report" / "common.py").write_text("from mtloca_lib.engine import cv\n")
+    bad = violations(pkg)
+    assert len(bad) == 3, bad
+    assert any("data/reader.py:1: data imports engine" in b for b in bad)
+    assert any("models/net.py:2: models imports data" in b for b in bad)
+    assert any("engine/cv.py:1: engine imports report" in b for b in bad)
+
+
+def test_every_module_opens_with_a_docstring():
+    missing = [str(p.relative_to(PKG.parent)) for p in sorted(PKG.rglob("*.py"))
+               if p.name != "__main__.py" and ast.get_docstring(ast.parse(p.read_text())) is None]
+    assert not missing, f"modules without a docstring saying what they hold: {missing}"
