@@ -66,15 +66,38 @@ from mtloca_lib.engine.train import (
     use_channels_last,
 )
 
+from mtloca_lib.engine.roofline import (  # noqa: F401  (the pieces live there; re-exported)
+    load1,
+    rss_peak_mib,
+    _sync,
+    _cuda_peak_reset,
+    _cuda_peak_mib,
+    interleaved,
+    matmul_peak,
+)
+
+from mtloca_lib.engine.benchmark_output import (  # noqa: F401  (the pieces live there; re-exported)
+    _fmt,
+    to_markdown,
+    _load_str,
+    write_results,
+    print_table,
+)
+
+from mtloca_lib.engine.benchmark_convergence import (  # noqa: F401  (the pieces live there; re-exported)
+    convergence,
+)
+
+from mtloca_lib.engine.benchmark_pipeline import (  # noqa: F401  (the pieces live there; re-exported)
+    detector_row,
+    pipeline_rows,
+)
+
+from mtloca_lib.engine.benchmark_output import COLUMNS  # noqa: E402
+
 #: The models timed for training (keys of ``config.MODEL_PRESETS``).
 BENCH_MODELS = ("mtl_oca", "unet_st", "mt_dunet")
 DEFAULT_OUT = Path("docs/benchmark_results")
-
-COLUMNS = [
-    "section", "model", "path", "setting", "batch", "images_per_s", "images_per_s_best",
-    "ms_per_batch", "speedup_vs_plain", "gflop_per_step", "achieved_gflops",
-    "roofline_fp32_pct", "roofline_bf16_pct", "rss_peak_mib", "cuda_peak_mib", "load1", "rounds",
-]
 
 
 @dataclass
@@ -102,116 +125,6 @@ QUICK = BenchSizes(profile="smoke", size=32, batch=4, rounds=2, steps_per_round=
                    matmul_n=128, matmul_seconds=0.02, infer_calls=2, pipeline_batches=2,
                    phantom_kwargs={"n_per_class": (2, 3, 3)}, one_thread=False,
                    detector_per_class=(2, 4, 3))
-
-
-# ---------------------------------------------------------------- helpers
-def load1() -> float:
-    """The 1-minute load average (nan where the OS has none)."""
-    try:
-        return round(os.getloadavg()[0], 2)
-    except (AttributeError, OSError):
-        return float("nan")
-
-
-def rss_peak_mib() -> float:
-    """The process's resident-set high-water mark so far, MiB (monotone: never goes down)."""
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return round(peak / (1024 * 1024 if sys.platform == "darwin" else 1024), 1)
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def _cuda_peak_reset(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.reset_peak_memory_stats(device)
-
-
-def _cuda_peak_mib(device: torch.device) -> float:
-    if device.type == "cuda":
-        return round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    return float("nan")
-
-
-def interleaved(fns: dict[str, Callable[[], None]], rounds: int, device: torch.device,
-                before: dict[str, Callable[[], None]] | None = None) -> dict[str, list[float]]:
-    """Seconds per call of each function, timed round-robin (a, b, a, b, ...).
-
-    Round-robin keeps the comparison fair on a shared machine: a burst of load
-    from another process slows every path of that round, so per-path medians
-    and ratios stay meaningful even when absolute numbers do not.
-
-    Args:
-        fns: name -> a callable doing one unit of work.
-        rounds: number of rounds; each calls every function once.
-        before: optional name -> setup called (untimed) before that function's turn
-            (e.g. ``torch.set_num_threads``).
-
-    Returns:
-        name -> list of seconds, one per round.
-    """
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(rounds):
-        order = list(fns) if r % 2 == 0 else list(fns)[::-1]  # alternate who goes first
-        for name in order:
-            if before and name in before:
-                before[name]()
-            _sync(device)
-            t0 = time.perf_counter()
-            fns[name]()
-            _sync(device)
-            times[name].append(time.perf_counter() - t0)
-    return times
-
-
-# ---------------------------------------------------------------- matmul roofline
-def matmul_peak(device: torch.device, n: int, seconds: float, rounds: int) -> dict[str, dict]:
-    """Measured matrix-multiply throughput, GFLOP/s, in fp32 and bf16 (best and median sample).
-
-    Each sample multiplies two n x n matrices repeatedly for about ``seconds``;
-    fp32 and bf16 samples are interleaved.
-    """
-    out = {}
-    mats = {}
-    for name, dtype in (("fp32", torch.float32), ("bf16", torch.bfloat16)):
-        g = torch.Generator().manual_seed(0)
-        a = torch.randn(n, n, generator=g).to(device, dtype)
-        b = torch.randn(n, n, generator=g).to(device, dtype)
-        for _ in range(3):
-            torch.mm(a, b)
-        _sync(device)
-        t0 = time.perf_counter()
-        for _ in range(3):
-            torch.mm(a, b)
-        _sync(device)
-        reps = max(1, int(3 * seconds / max(time.perf_counter() - t0, 1e-6)))
-        mats[name] = (a, b, reps)
-
-    def runner(name):
-        a, b, reps = mats[name]
-
-        def run():
-            for _ in range(reps):
-                torch.mm(a, b)
-        return run
-
-    threads = torch.get_num_threads()
-    fns, before = {}, {}
-    for name in mats:
-        fns[name] = runner(name)
-        before[name] = lambda: torch.set_num_threads(threads)
-        if device.type == "cpu" and threads > 1:
-            fns[f"{name}_1thread"] = runner(name)
-            before[f"{name}_1thread"] = lambda: torch.set_num_threads(1)
-    times = interleaved(fns, max(rounds, 3), device, before)
-    torch.set_num_threads(threads)
-    for key, ts in times.items():
-        reps = mats[key.split("_")[0]][2]
-        rates = [2 * n**3 * reps / t / 1e9 for t in ts]
-        out[key] = {"best": max(rates), "median": statistics.median(rates), "rounds": len(rates)}
-    return out
 
 
 # ---------------------------------------------------------------- training
@@ -433,81 +346,6 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
     return df, meta
 
 
-def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:
-    """Wall time of the near-duplicate detector on phantom images at their native size.
-
-    One timing (it is seconds to minutes), on the CPU, with the coarse-search dtype that
-    :func:`mtloca_lib.hardware.fast_matmul_dtype` picks for this CPU.
-    """
-    from mtloca_lib.data.datasets import load_raw
-    from mtloca_lib.data.duplicates import find_near_duplicates
-    from mtloca_lib.hardware import fast_matmul_dtype
-
-    raw = load_raw("phantom", n_per_class=sizes.detector_per_class)
-    images = [c.image for c in raw.cases]
-    dtype = str(fast_matmul_dtype("cpu")).replace("torch.", "")
-    log(f"near-duplicate detector ({len(images)} images, coarse search in {dtype}) ...")
-    t0 = time.perf_counter()
-    find_near_duplicates(images, raw.case_ids, progress=False)
-    wall = time.perf_counter() - t0
-    r = {c: float("nan") for c in COLUMNS}
-    r.update(section="pipeline", model="-", path="near_duplicates",
-             setting=f"find_near_duplicates on {len(images)} phantom images (native size), coarse search in "
-                     f"{dtype}, {torch.get_num_threads()} torch threads",
-             batch=len(images), images_per_s=round(len(images) / wall, 2), ms_per_batch=round(1000 * wall, 1),
-             rounds=1, rss_peak_mib=rss_peak_mib(), load1=load1())
-    return r
-
-
-def pipeline_rows(sizes: BenchSizes, dev: torch.device, default_threads: int,
-                  log: Callable[[str], None]) -> list[dict]:
-    """Cache read, then per batch: index the in-memory arrays + augment + derivative channel."""
-    from mtloca_lib.data.augment import augment_then_input
-    from mtloca_lib.data.datasets import load_prepared
-
-    load_prepared("phantom", size=sizes.size, **sizes.phantom_kwargs)  # builds the cache entry once
-    t0 = time.perf_counter()
-    data = load_prepared("phantom", size=sizes.size, **sizes.phantom_kwargs)
-    read_s = time.perf_counter() - t0
-    n = len(data.labels)
-    out = [{c: float("nan") for c in COLUMNS}]
-    out[0].update(section="pipeline", model="-", path="cache_read",
-                  setting=f"load_prepared('phantom', size={sizes.size}) from the cache, {n} images",
-                  batch=n, images_per_s=round(n / read_s, 1), ms_per_batch=round(1000 * read_s, 1),
-                  rss_peak_mib=rss_peak_mib(), load1=load1(), rounds=1)
-    images = torch.from_numpy(data.images).unsqueeze(1).float().to(dev)
-    masks = torch.from_numpy(data.masks).unsqueeze(1).float().to(dev)
-    gen = torch.Generator().manual_seed(0)
-    batch = min(sizes.batch, n)
-
-    def run():
-        for _ in range(sizes.pipeline_batches):
-            idx = torch.randperm(n, generator=gen)[:batch].to(dev)
-            augment_then_input(images[idx], masks[idx], gen)
-
-    fns = {"1thread": run}
-    before = {"1thread": lambda: torch.set_num_threads(1)}
-    if default_threads > 1:
-        fns[f"{default_threads}threads"] = run
-        before[f"{default_threads}threads"] = lambda: torch.set_num_threads(default_threads)
-    run()
-    log("data pipeline ...")
-    times = interleaved(fns, sizes.rounds, dev, before)
-    torch.set_num_threads(default_threads)
-    for name, ts in times.items():
-        rates = [batch * sizes.pipeline_batches / t for t in ts]
-        m = statistics.median(rates)
-        r = {c: float("nan") for c in COLUMNS}
-        r.update(section="pipeline", model="-", path=name,
-                 setting=f"index + augment_then_input (rotate/flip/crop/contrast + derivative), "
-                         f"{name.replace('thread', ' torch thread')}",
-                 batch=batch, images_per_s=round(m, 1), images_per_s_best=round(max(rates), 1),
-                 ms_per_batch=round(1000 * batch / m, 2), rounds=len(rates),
-                 rss_peak_mib=rss_peak_mib(), load1=load1())
-        out.append(r)
-    return out
-
-
 def summarise(df: pd.DataFrame) -> dict:
     """The headline numbers: fast/plain speed-up, roofline fraction, pipeline margin."""
     s: dict = {}
@@ -536,135 +374,6 @@ def summarise(df: pd.DataFrame) -> dict:
         s["near_duplicates"] = {"images": int(r.batch), "seconds": round(float(r.ms_per_batch) / 1000, 2),
                                 "dtype": "bf16" if "in bfloat16" in str(r.setting) else "fp32"}
     return s
-
-
-# ---------------------------------------------------------------- output
-def _fmt(v) -> str:
-    if isinstance(v, float):
-        if np.isnan(v):
-            return ""
-        return f"{v:g}"
-    return str(v)
-
-
-def to_markdown(df: pd.DataFrame, meta: dict) -> str:
-    env = meta["environment"]
-    peaks = meta["matmul_peak_gflops"]
-    lines = [
-        f"# Benchmark results{' (quick)' if meta['quick'] else ''}",
-        "",
-        f"Generated by `mtloca benchmark{' --quick' if meta['quick'] else ''}` on {meta['started']}"
-        f" (git commit {meta.get('git', {}).get('commit', '?')}"
-        f"{', with local changes' if meta.get('git', {}).get('dirty') else ''};"
-        f" {meta.get('wall_seconds', float('nan')):.0f} s wall).",
-        "",
-        f"- machine: {env['cpu']}, {env['cpu_count']} logical CPUs, torch {env['packages'].get('torch')}, "
-        f"{env['torch_threads']} torch threads, device `{env['device']}`" + (f" ({env['gpu']})" if env.get("gpu") else ""),
-        f"- load average (1, 5, 15 min): start {_load_str(meta.get('load_start'))}, end {_load_str(meta.get('load_end'))}"
-        " (on a 2-core machine a load above 2 means other processes took CPU time: absolute numbers are then low,"
-        " the interleaved ratios still fair)",
-        f"- matmul peak (best sample): fp32 {peaks['fp32']:.0f} GFLOP/s, bf16 {peaks['bf16']:.0f} GFLOP/s",
-        f"- plain path: {meta['paths']['plain']}; fast path (the engine's defaults): {meta['paths']['fast']}",
-        f"- profile `{meta['sizes']['profile']}`, {meta['sizes']['size']}x{meta['sizes']['size']}, "
-        f"batch {meta['sizes']['batch']}, {meta['sizes']['rounds']} interleaved rounds; images/s are medians over rounds",
-        "",
-    ]
-    s = meta.get("summary", {})
-    for model, v in s.items():
-        if model == "near_duplicates":
-            lines.append(f"- near-duplicate detector: {v['images']} images in {v['seconds']:.1f} s "
-                         f"(coarse search in {v['dtype']})")
-        elif model == "pipeline":
-            lines.append(f"- data pipeline: {v['images_per_s']:.0f} images/s ({v['best_setting']}), "
-                         f"{v['x_fast_training']}x the fast MTL-OCA training throughput")
-        else:
-            lines.append(f"- {model}: plain {v['plain_images_per_s']:.1f} -> fast {v['fast_images_per_s']:.1f} images/s "
-                         f"(x{v['speedup']:.2f}); fast path at {v['fast_roofline_native_pct']:.0f} % of the "
-                         f"{v['fast_dtype']} roofline")
-    lines += ["", "| " + " | ".join(COLUMNS) + " |", "|" + "|".join("---" for _ in COLUMNS) + "|"]
-    for r in df.itertuples(index=False):
-        lines.append("| " + " | ".join(_fmt(v) for v in r) + " |")
-    return "\n".join(lines) + "\n"
-
-
-def _load_str(load) -> str:
-    return "n/a" if not load else ", ".join(f"{x:.2f}" for x in load)
-
-
-def write_results(df: pd.DataFrame, meta: dict, out: Path) -> dict[str, Path]:
-    out = Path(out)
-    stem = "benchmark_quick" if meta["quick"] else "benchmark"
-    paths = {"csv": out / f"{stem}.csv", "md": out / f"{stem}.md", "json": out / f"{stem}.json"}
-    write_csv(paths["csv"], df)
-    atomic_write_text(paths["md"], to_markdown(df, meta))
-    atomic_write_text(paths["json"], json.dumps(meta, indent=2, default=str) + "\n")
-    return paths
-
-
-def print_table(df: pd.DataFrame) -> None:
-    cols = ["section", "model", "path", "batch", "images_per_s", "ms_per_batch", "speedup_vs_plain",
-            "achieved_gflops", "roofline_fp32_pct", "roofline_bf16_pct", "rss_peak_mib", "load1"]
-    with pd.option_context("display.width", 200, "display.max_columns", 20):
-        print(df[cols].to_string(index=False))
-
-
-# ---------------------------------------------------------------- convergence
-def convergence(profile: str = "demo", epochs: int | None = None, folds: list[int] | None = None,
-                out: Path | None = None, log: Callable[[str], None] = print) -> pd.DataFrame:
-    """Same convergence? Cross-validation of MTL-OCA on the phantom: plain vs fast path.
-
-    Three runs of one configuration: ``plain`` (amp="off", channels_last="off"),
-    ``fast`` (the engine's defaults, "auto") and ``plain_seed1`` (plain with
-    another seed: the seed-to-seed noise to compare the plain/fast difference with).
-
-    Returns:
-        one row per run and fold: final training losses, Dice, IoU, accuracy, wall seconds.
-    """
-    from mtloca_lib.engine.cv import run_cv
-
-    runs = {"plain": {"amp": "off", "channels_last": "off"},
-            "fast": {"amp": "auto", "channels_last": "auto"},
-            "plain_seed1": {"amp": "off", "channels_last": "off", "seed": 1}}
-    rows = []
-    with tempfile.TemporaryDirectory() as tmp:
-        for name, over in runs.items():
-            o = dict(over)
-            if epochs is not None:
-                o["epochs"] = epochs
-            if folds is not None:
-                o["folds"] = list(folds)
-            cfg = make_config("mtl_oca", profile, o)
-            log(f"convergence: {name} ({profile}, {cfg.epochs} epochs) ...")
-            t0 = time.perf_counter()
-            table = run_cv(cfg, Path(tmp) / name, log=lambda s: None)
-            wall = time.perf_counter() - t0
-            for _, fr in table.iterrows():
-                hist = pd.read_csv(Path(tmp) / name / f"fold{int(fr['fold'])}" / "history.csv")
-                last = hist.iloc[-1]
-                rows.append({
-                    "run": name, "amp": cfg.amp, "channels_last": cfg.channels_last, "seed": cfg.seed,
-                    "fold": int(fr["fold"]), "epochs": cfg.epochs,
-                    "loss_first": round(float(hist["total"].iloc[0]), 4),
-                    "loss_last": round(float(last["total"]), 4),
-                    "dice": round(float(fr["dice"]), 4), "iou": round(float(fr["iou"]), 4),
-                    "accuracy": round(float(fr.get("accuracy", float("nan"))), 4),
-                    "train_seconds": round(float(hist["seconds"].sum()), 1),
-                    "run_wall_seconds": round(wall, 1), "load1": load1(),
-                })
-    df = pd.DataFrame(rows)
-    if out is not None:
-        write_csv(Path(out) / "convergence.csv", df)
-        means = df.groupby("run", sort=False)[["loss_last", "dice", "iou", "accuracy", "train_seconds"]].mean().round(4)
-        md = [f"# Convergence: plain vs fast path (MTL-OCA, phantom, profile `{profile}`)", "",
-              f"Generated by `python -m mtloca_lib.engine.benchmark --convergence` on {time.strftime('%Y-%m-%d %H:%M:%S')};"
-              f" machine: {environment_info()['cpu']}; load average at the end {_load_str(list(os.getloadavg()))}.",
-              "", "Means over folds:", "", "| run | " + " | ".join(means.columns) + " |",
-              "|---|" + "|".join("---:" for _ in means.columns) + "|"]
-        md += ["| " + name + " | " + " | ".join(f"{v:g}" for v in r) + " |" for name, r in means.iterrows()]
-        md += ["", "Per fold:", "", "| " + " | ".join(df.columns) + " |", "|" + "|".join("---" for _ in df.columns) + "|"]
-        md += ["| " + " | ".join(_fmt(v) for v in r) + " |" for r in df.itertuples(index=False)]
-        atomic_write_text(Path(out) / "convergence.md", "\n".join(md) + "\n")
-    return df
 
 
 # ---------------------------------------------------------------- entry points

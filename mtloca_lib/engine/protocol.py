@@ -31,9 +31,12 @@ def detector_version() -> str:
     """A hash of the near-duplicate detector's source: any change to it invalidates cached groups."""
     import hashlib
 
-    from mtloca_lib.data import duplicates
+    from mtloca_lib.data import duplicate_matching, duplicates
 
-    return hashlib.sha256(Path(duplicates.__file__).read_bytes()).hexdigest()[:12]
+    h = hashlib.sha256()
+    for module in (duplicates, duplicate_matching):
+        h.update(Path(module.__file__).read_bytes())
+    return h.hexdigest()[:12]
 
 
 def _groups_path(data: PreparedDataset) -> Path:
