@@ -102,3 +102,39 @@ def test_every_module_opens_with_a_docstring():
     missing = [str(p.relative_to(PKG.parent)) for p in sorted(PKG.rglob("*.py"))
                if p.name != "__main__.py" and ast.get_docstring(ast.parse(p.read_text())) is None]
     assert not missing, f"modules without a docstring saying what they hold: {missing}"
+
+
+def test_notebooks_import_only_the_report_layer_and_the_engine_parameters():
+    import json
+    import re
+
+    books = sorted((PKG.parent / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+    assert books
+    allowed = re.compile(r"^from mtloca_lib\.report import |^from mtloca_lib\.engine import experiments$")
+    for book in books:
+        cells = json.loads(book.read_text())["cells"]
+        for cell in cells:
+            if cell["cell_type"] != "code":
+                continue
+            for line in "".join(cell["source"]).splitlines():
+                line = line.strip()
+                if line.startswith(("import mtloca_lib", "from mtloca_lib")):
+                    assert allowed.match(line), f"{book.name}: {line!r} (notebooks import mtloca_lib.report only)"
+
+
+def test_committed_run_configs_still_load_with_their_digests():
+    import json
+
+    from mtloca_lib.engine.config import RunConfig
+
+    manifests = sorted((PKG.parent / "runs").rglob("manifest.json"))
+    checked = 0
+    for manifest in manifests:
+        meta = json.loads(manifest.read_text())
+        if "config_digest" not in meta or not (manifest.parent / "config.json").exists():
+            continue
+        cfg = RunConfig.load(manifest.parent / "config.json")
+        assert cfg.digest() == meta["config_digest"], f"{manifest.parent}: config digest changed"
+        checked += 1
+    if manifests:
+        assert checked > 0
