@@ -23,6 +23,8 @@ cannot be read is rebuilt with a warning.
 """
 from __future__ import annotations
 
+from mtloca_lib.runio import REPO_ROOT
+
 import hashlib
 import importlib.util
 import inspect
@@ -43,7 +45,7 @@ DATASET_NAMES = ("phantom", "busi", "udiat", "folder")
 READER_MODULES = {"phantom": "mtloca_lib.data.phantom", "busi": "mtloca_lib.data.busi", "udiat": "mtloca_lib.data.udiat",
                   "folder": "mtloca_lib.data.folder"}
 CACHE_FORMAT = "1"
-_REPO = Path(__file__).resolve().parents[1]
+_REPO = REPO_ROOT
 
 
 def default_dataset_name() -> str:

@@ -7,6 +7,8 @@ laid out as ``<run_root>/<dataset>/<profile>/<protocol>/<model>-seed<seed>``.
 """
 from __future__ import annotations
 
+from mtloca_lib.runio import REPO_ROOT
+
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -16,7 +18,7 @@ import pandas as pd
 from mtloca_lib.engine.config import MODEL_PRESETS, RunConfig, make_config
 from mtloca_lib.runio import read_json
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 #: Display names of the model presets, as the paper's tables name them.
 DISPLAY = {

@@ -13,14 +13,15 @@ from __future__ import annotations
 
 import os
 import tempfile
+import warnings
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-import warnings
-from typing import Callable, Sequence
+
 from mtloca_lib.engine.overlay import (  # re-exported: the drawing primitives predict also uses
     PRED_COLOR, TRUTH_COLOR, _contour, _image2d, _np, _show, overlay_heatmap, overlay_mask,
 )

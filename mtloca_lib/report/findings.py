@@ -10,6 +10,8 @@ so the opening cannot drift from the runs.
 """
 from __future__ import annotations
 
+from mtloca_lib.runio import REPO_ROOT
+
 import sys
 from pathlib import Path
 
@@ -19,7 +21,7 @@ import pandas as pd
 from mtloca_lib.engine.experiments import COMPARISON_MODELS, DISPLAY
 from mtloca_lib.engine.experiments import run_complete as _complete
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 #: Profiles whose runs may stand in the findings, the newest recipe first.
 PROFILES = ("cpu_light", "cpu")

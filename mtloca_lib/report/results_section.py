@@ -14,6 +14,8 @@ module renders from the committed files, so the numbers cannot drift from the ru
 """
 from __future__ import annotations
 
+from mtloca_lib.runio import REPO_ROOT
+
 import json
 import sys
 from pathlib import Path
@@ -24,7 +26,7 @@ import pandas as pd
 from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
 from mtloca_lib.engine.experiments import run_complete as _complete
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
 METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
 PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}

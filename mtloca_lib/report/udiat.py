@@ -77,11 +77,10 @@ def figure7(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
 
 
 def figure7_from_runs(runs: Mapping[str, str | Path], picks: pd.DataFrame, title: str = "") -> Figure:
-    """Figure 7 from the runs: the cases in ``picks`` (``figures.pick_cases``) and each
+    """Figure 7 from the runs: the cases in ``picks`` (``report.segmentation.pick_cases``) and each
     classifying model's pooled confusion matrix."""
     from mtloca_lib.engine.cv import load_pred_masks
     from mtloca_lib.report.segmentation import case_arrays
-    from mtloca_lib.report.classification import classification_results
 
     ids = picks["case_id"].astype(str).tolist()
     images, truths = case_arrays(Path(next(iter(runs.values()))), ids)
