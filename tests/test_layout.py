@@ -138,3 +138,28 @@ def test_committed_run_configs_still_load_with_their_digests():
         checked += 1
     if manifests:
         assert checked > 0
+
+
+def test_run_summary_never_pools_two_runs_of_the_same_model(tmp_path):
+    """Two runs that share model, protocol and seed (e.g. two profiles) stay two rows."""
+    import shutil
+
+    import pandas as pd
+
+    from mtloca_lib.engine.runs import run_summary
+
+    src = PKG.parent / "runs" / "busi" / "cpu" / "grouped" / "mtl_oca-seed0"
+    if not (src / "fold_metrics.csv").exists():
+        import pytest
+
+        pytest.skip("committed cpu run not present")
+    a, b = tmp_path / "a", tmp_path / "b"
+    for d in (a, b):
+        d.mkdir()
+        shutil.copy(src / "config.json", d)
+    folds = pd.read_csv(src / "fold_metrics.csv")
+    folds.to_csv(a / "fold_metrics.csv", index=False)
+    folds.assign(dice=folds["dice"] + 0.1).to_csv(b / "fold_metrics.csv", index=False)
+    table = run_summary([a, b])
+    assert len(table) == 2
+    assert run_summary([a]).index.names == ["model", "protocol", "seed"]

@@ -45,11 +45,18 @@ def fold_metrics(run_dirs: Iterable[str | Path]) -> pd.DataFrame:
 
 
 def run_summary(run_dirs: Iterable[str | Path], metrics=TABLE2_METRICS) -> pd.DataFrame:
-    """Mean +- std over folds of each run: one row per run, one column per metric."""
+    """Mean +- std over folds of each run: one row per run, one column per metric.
+
+    Rows are indexed by (model, protocol, seed); when two runs share those (e.g. the same
+    model under two profiles) the run directory joins the index, so no two runs are pooled.
+    """
     table = fold_metrics(run_dirs)
     metrics = [m for m in metrics if m in table.columns]
-    tidy = fold_summary(table, by=["model", "protocol", "seed"], metrics=metrics)
-    wide = tidy.pivot_table(index=["model", "protocol", "seed"], columns="metric", values="text", aggfunc="first")
+    keys = ["model", "protocol", "seed"]
+    if table.groupby(keys)["run"].nunique().max() > 1:
+        keys = ["run", *keys]
+    tidy = fold_summary(table, by=keys, metrics=metrics)
+    wide = tidy.pivot_table(index=keys, columns="metric", values="text", aggfunc="first")
     return wide[[m for m in metrics if m in wide.columns]]
 
 
