@@ -106,19 +106,28 @@ def sentences(used: dict) -> list[str]:
             f"{'met' if m['dice_lesion'] >= 0.72 and m['accuracy'] >= 0.82 else 'not met yet'}.")
     else:
         out.append("No complete grouped run of MTL-OCA with a current profile is committed yet.")
-    unet = used.get(("unet_st", "grouped"))
+    # the comparison takes both models from one profile (the newest where both are complete)
+    unet = None
+    if mtl is not None:
+        root = Path(mtl).parents[4]  # <root>/runs/busi/<profile>/grouped/<model>-seed0
+        for profile in PROFILES:
+            pair = [root / "runs" / "busi" / profile / "grouped" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
+            if all(_complete(rd) for rd in pair):
+                mtl, unet = pair
+                break
     if mtl is not None and unet is not None:
         a, b = means(mtl), means(unet)
         both = is_converged(mtl) and is_converged(unet)
         out.append(
-            f"Against UNet (ST) on the same folds MTL-OCA differs by {a['dice'] - b['dice']:+.3f} Dice, "
+            f"Against UNet (ST) on the same folds (both `{Path(mtl).parents[1].name}`) MTL-OCA differs by "
+            f"{a['dice'] - b['dice']:+.3f} Dice, "
             f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} "
             "accuracy; " + ("both runs converged, so the paired tests in the results below test the paper's claim."
                             if both else "the paper's claim is not tested on these runs: "
                             + " and ".join(n for n, rd in (("MTL-OCA", mtl), ("UNet (ST)", unet))
                                            if not is_converged(rd)) + " did not converge by the rule."))
     else:
-        out.append("MTL-OCA and UNet (ST) cannot be compared yet: a grouped run of one of them is missing.")
+        out.append("MTL-OCA and UNet (ST) cannot be compared yet: no profile has a complete grouped run of both.")
     missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
     out.append("Still missing with a current profile: " + (", ".join(missing) if missing else "nothing")
                + "; the undertrained first runs (`cpu20`) are kept in the results further down for contrast.")
