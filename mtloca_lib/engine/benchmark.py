@@ -38,25 +38,21 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import json
 import os
-import resource
 import statistics
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Callable
 
-import numpy as np
 import pandas as pd
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtloca_lib.engine.config import make_config
 from mtloca_lib.models.losses import MultiTaskLoss
-from mtloca_lib.runio import atomic_write_text, environment_info, git_commit, write_csv
+from mtloca_lib.runio import environment_info, git_commit
 from mtloca_lib.engine.train import (
     autocast_dtype,
     build_for_run,

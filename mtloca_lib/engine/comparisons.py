@@ -85,10 +85,10 @@ def paired_tests(runs: Mapping[str, Mapping[str, str | Path]], pairs: Sequence[t
         pairs: (model a, model b) keys; effects are a - b.
 
     Returns:
-        The rows of :func:`mtloca_lib.report.compare_runs` with ``protocol``,
+        The rows of :func:`mtloca_lib.engine.runs.compare_runs` with ``protocol``,
         ``model_a`` and ``model_b`` (keys) in front, and ``converged_a`` /
         ``converged_b``: whether each run converged by the rule of
-        :mod:`mtloca_lib.convergence` (a claim is only tested between converged runs).
+        :mod:`mtloca_lib.engine.convergence` (a claim is only tested between converged runs).
     """
     from mtloca_lib.engine.convergence import is_converged
     from mtloca_lib.engine.runs import compare_runs
@@ -128,7 +128,7 @@ def convergence_by_run(runs: Mapping[str, Mapping[str, str | Path]]) -> pd.DataF
     """The convergence rule's verdict for every run of a protocol -> model -> run mapping.
 
     Returns:
-        :func:`mtloca_lib.convergence.convergence_table` rows indexed by
+        :func:`mtloca_lib.engine.convergence.convergence_table` rows indexed by
         "<protocol> / <model display name>".
     """
     from mtloca_lib.engine.convergence import convergence_table

@@ -18,7 +18,7 @@ from mtloca_lib.engine.experiments import DISPLAY
 
 
 def classification_results(runs: Mapping[str, Path]) -> dict[str, dict]:
-    """display name -> :func:`mtloca_lib.report.classification_table` of each run that classifies."""
+    """display name -> :func:`mtloca_lib.engine.runs.classification_table` of each run that classifies."""
     from mtloca_lib.engine.runs import classification_table
 
     out = {}
@@ -36,7 +36,7 @@ def figure5(confusions: Mapping[str, pd.DataFrame], normalize: str | None = "tru
 
     Args:
         confusions: title -> counts (rows true class, columns predicted class).
-        normalize: passed to :func:`mtloca_lib.plotting.plot_confusion` (``"true"``:
+        normalize: passed to :func:`mtloca_lib.report.common.plot_confusion` (``"true"``:
             the diagonal is each class's sensitivity; every cell also shows its count).
         title: optional figure title.
 

@@ -228,7 +228,7 @@ def display_path(path, root=None, label: str | None = None) -> str:
 def dataset_banner(params: NotebookParams) -> str:
     """One banner line (framed) saying which data the notebook shows."""
     if params.dataset == "phantom":
-        text = ("PHANTOM DATA: synthetic images from mtloca_lib.phantom, not patients. "
+        text = ("PHANTOM DATA: synthetic images from mtloca_lib.data.phantom, not patients. "
                 "Numbers and figures below test the pipeline; they say nothing about the paper's claims.")
     else:
         text = (f"REAL DATA: {params.dataset.upper()} (read from the folder given by data_root / "
@@ -258,7 +258,7 @@ def describe_params(params: NotebookParams) -> str:
 
 
 def path_free_log(params: NotebookParams, printer: Callable[[str], None] = print) -> Callable[[str], None]:
-    """A ``log`` for :func:`mtloca_lib.experiments.train_runs` that prints the run root as ``<run_root>``."""
+    """A ``log`` for :func:`mtloca_lib.engine.experiments.train_runs` that prints the run root as ``<run_root>``."""
     root = str(params.path("run_root"))
     shown = display_path(params.path("run_root"))
     if shown.startswith("<outside"):

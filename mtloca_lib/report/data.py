@@ -170,7 +170,7 @@ def sigma_table(images, masks, sigmas: Sequence[float], band: int = 2) -> pd.Dat
 def near_duplicate_pairs(cfg, data) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The near-duplicate pairs and groups the grouped protocol uses for this run config.
 
-    Both come from :mod:`mtloca_lib.protocol` (computed once, cached).
+    Both come from :mod:`mtloca_lib.engine.protocol` (computed once, cached).
 
     Args:
         cfg: a RunConfig (its dataset, data_root and dataset_kwargs are used).

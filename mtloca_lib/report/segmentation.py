@@ -26,7 +26,7 @@ def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
 
     Args:
         runs: model key -> finished run directory.
-        metrics: metric columns (default :data:`mtloca_lib.report.TABLE2_METRICS`).
+        metrics: metric columns (default :data:`mtloca_lib.engine.runs.TABLE2_METRICS`).
 
     Returns:
         DataFrame indexed by display name; one text column (``"mean ± std"``) per metric.

@@ -19,7 +19,7 @@ from mtloca_lib.engine.experiments import DISPLAY, NotebookParams
 
 
 def runs_table(runs: pd.DataFrame, params: NotebookParams) -> pd.DataFrame:
-    """The table :func:`~mtloca_lib.experiments.train_runs` returns, with display names and
+    """The table :func:`~mtloca_lib.engine.experiments.train_runs` returns, with display names and
     run folders relative to the run root (``<run_root>/...``)."""
     out = runs.copy()
     out.insert(0, "name", [DISPLAY.get(m, m) for m in out["model"]])
