@@ -18,9 +18,9 @@ import time
 import numpy as np
 import torch
 
-from mtloca_lib.augment import augment_then_input
-from mtloca_lib.datasets import load_prepared
-from mtloca_lib.preprocess import DEFAULT_SIGMA
+from mtloca_lib.data.augment import augment_then_input
+from mtloca_lib.data.datasets import load_prepared
+from mtloca_lib.data.preprocess import DEFAULT_SIGMA
 
 
 def cpu_model() -> str:

@@ -1,6 +1,6 @@
 """``python -m mtloca_lib`` is the ``mtloca`` command (for copies of the tree that are not installed)."""
 import sys
 
-from .cli import main
+from mtloca_lib.cli import main
 
 sys.exit(main())

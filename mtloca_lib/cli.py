@@ -14,11 +14,11 @@ import json
 import sys
 from pathlib import Path
 
-from .errors import DataError
+from mtloca_lib.errors import DataError
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from .config import MODEL_PRESETS, PROFILES
+    from mtloca_lib.engine.config import MODEL_PRESETS, PROFILES
 
     p.add_argument("--model", default="mtl_oca", choices=sorted(MODEL_PRESETS),
                    help="model preset: the paper's MTL-OCA, its two ablation variants, UNet (ST) or MT-DUNet (default: %(default)s)")
@@ -41,7 +41,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args):
     import os
 
-    from .config import RunConfig, make_config
+    from mtloca_lib.engine.config import RunConfig, make_config
 
     overrides = {}
     for item in args.overrides:
@@ -58,7 +58,7 @@ def _config_from_args(args):
     if args.config is not None:
         base = RunConfig.load(args.config).to_dict()
         for k, v in overrides.items():
-            from .config import _parse_value
+            from mtloca_lib.engine.config import _parse_value
 
             v = _parse_value(v) if isinstance(v, str) else v
             if k.startswith("model."):
@@ -70,7 +70,7 @@ def _config_from_args(args):
 
 
 def cmd_train(args) -> int:
-    from .cv import run_cv
+    from mtloca_lib.engine.cv import run_cv
 
     cfg = _config_from_args(args)
     final = getattr(args, "holdout", "folds") == "none"
@@ -78,7 +78,7 @@ def cmd_train(args) -> int:
     run_dir = args.run_dir or default_dir
     data = None
     if args.prepared is not None:
-        from .datasets import read_prepared_file
+        from mtloca_lib.data.datasets import read_prepared_file
 
         data = read_prepared_file(args.prepared)
         if data.name != cfg.dataset or data.images.shape[-1] != cfg.size:
@@ -88,7 +88,7 @@ def cmd_train(args) -> int:
             )
     print(f"run directory: {run_dir}")
     if final:
-        from .final import train_final
+        from mtloca_lib.engine.final import train_final
 
         train_final(cfg, run_dir, data=data)
         return 0
@@ -98,7 +98,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_matrix(args) -> int:
-    from .matrix import run_matrix
+    from mtloca_lib.engine.matrix import run_matrix
 
     return run_matrix(args)
 
@@ -109,20 +109,20 @@ def cmd_evaluate(args) -> int:
     import pandas as pd
     import torch
 
-    from .config import RunConfig
-    from .cv import _fold_metrics, fold_table, load_data
-    from .train import build_for_run, evaluate_fold
+    from mtloca_lib.engine.config import RunConfig
+    from mtloca_lib.engine.cv import _fold_metrics, fold_table, load_data
+    from mtloca_lib.engine.train import build_for_run, evaluate_fold
 
     run_dir = Path(args.run_dir)
     if getattr(args, "dataset", None):
-        from .external import evaluate_external, parse_class_map
+        from mtloca_lib.engine.external import evaluate_external, parse_class_map
 
         table = evaluate_external(run_dir, args.dataset, args.data, parse_class_map(args.class_map), args.name)
         print(table.to_string(index=False))
         return 0
     if not (run_dir / "config.json").exists():
         raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
-    from .final import is_final_run
+    from mtloca_lib.engine.final import is_final_run
 
     if is_final_run(run_dir):
         raise DataError(f"{run_dir} is a final model trained on every image: it has no test folds to "
@@ -144,9 +144,9 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_summary(args) -> int:
-    from .report import run_summary
+    from mtloca_lib.engine.runs import run_summary
 
-    from .convergence import convergence_table
+    from mtloca_lib.engine.convergence import convergence_table
 
     table = run_summary(args.run_dirs)
     print(table.to_string())
@@ -160,8 +160,8 @@ def cmd_summary(args) -> int:
 
 
 def cmd_data(args) -> int:
-    from .datasets import load_raw
-    from .summary import data_summary
+    from mtloca_lib.data.datasets import load_raw
+    from mtloca_lib.data.summary import data_summary
 
     ns = argparse.Namespace(dataset=args.dataset, data=args.data)
     import os
@@ -173,7 +173,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from .predict import predict_files
+    from mtloca_lib.engine.predict import predict_files
 
     result = predict_files(args.images, args.weights, args.out)
     print(result.to_string(index=False))
@@ -181,7 +181,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from .benchmark import main as bench_main
+    from mtloca_lib.engine.benchmark import main as bench_main
 
     return bench_main(args)
 
@@ -207,7 +207,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("matrix", help="train a matrix of runs (models x protocols x seeds) in parallel processes")
-    from .matrix import add_arguments
+    from mtloca_lib.engine.matrix import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_matrix)

@@ -18,6 +18,9 @@ from typing import Any
 
 import pandas as pd
 
+#: The repository (or installed package) root: the folder that holds ``mtloca_lib/``.
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
 _PACKAGES = ("torch", "numpy", "scipy", "scikit-learn", "pandas", "pillow", "mtloca")
 
 

@@ -14,8 +14,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mtloca_lib import convergence as C  # noqa: E402
-from mtloca_lib.plotting import save_figure  # noqa: E402
+from mtloca_lib.engine import convergence as C
+from mtloca_lib.report import convergence as C_convergence  # noqa: E402
+from mtloca_lib.report.common import save_figure  # noqa: E402
 
 
 def main() -> int:
@@ -38,7 +39,7 @@ def main() -> int:
           "each value is the fold-mean curve's mean over the last 20 % of epochs.", "",
           shown.reset_index().to_markdown(index=False), ""]
     (REPO / "docs" / "training_study.md").write_text("\n".join(md))
-    fig = C.study_figure(runs)
+    fig = C_convergence.study_figure(runs)
     save_figure(fig, REPO / "docs" / "figures" / "training_study", formats=("png",), dpi=110)
     print("\n".join(md))
     return 0

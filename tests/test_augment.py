@@ -5,8 +5,14 @@ import numpy as np
 import pytest
 import torch
 
-from mtloca_lib.augment import adjust_contrast, affine_theta, apply_geometry, augment_batch, augment_then_input
-from mtloca_lib.preprocess import make_input
+from mtloca_lib.data.augment import (
+    adjust_contrast,
+    affine_theta,
+    apply_geometry,
+    augment_batch,
+    augment_then_input,
+)
+from mtloca_lib.data.preprocess import make_input
 
 OFF = dict(rotation_deg=0.0, hflip_p=0.0, vflip_p=0.0, crop_p=0.0, contrast_p=0.0)
 

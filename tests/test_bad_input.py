@@ -12,9 +12,9 @@ import openpyxl
 import pytest
 from PIL import Image, ImageFile
 
-from mtloca_lib.busi import read_busi
+from mtloca_lib.data.busi import read_busi
 from mtloca_lib.errors import DataError
-from mtloca_lib.udiat import read_udiat
+from mtloca_lib.data.udiat import read_udiat
 
 H, W = 8, 10
 ACTION = re.compile(r"\b(add|put|point|replace|rename|remove|restore|use|correct|keep|check|delete|save|write)\b",

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtloca_lib.busi import CLASS_NAMES, read_busi, read_grey_png, read_mask_png
-from mtloca_lib.records import RawDataset
+from mtloca_lib.data.busi import CLASS_NAMES, read_busi, read_grey_png, read_mask_png
+from mtloca_lib.data.records import RawDataset
 
 H, W = 12, 16
 
@@ -265,7 +265,7 @@ def test_real_multi_mask_images(real, busi_path):
 
 @pytest.mark.busi
 def test_real_summary_table(real):
-    from mtloca_lib.summary import data_summary
+    from mtloca_lib.data.summary import data_summary
 
     table = data_summary(real)
     assert table["n_images"].tolist() == [106, 350, 168, 624]

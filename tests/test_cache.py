@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import mtloca_lib.datasets as datasets
-from mtloca_lib.datasets import cache_key, hash_folder, load_prepared, load_raw
+import mtloca_lib.data.datasets as datasets
+from mtloca_lib.data.datasets import cache_key, hash_folder, load_prepared, load_raw
 from mtloca_lib.errors import DataError
 
 SMALL = dict(n_per_class=(2, 2, 2), seed=4)
@@ -129,9 +129,9 @@ def _write_busi(root: Path, seed=0):
             Image.fromarray(mask).save(root / cls / f"{cls} ({i})_mask.png")
 
 
-@pytest.mark.skipif(importlib.util.find_spec("mtloca_lib.busi") is None, reason="BUSI reader not written yet")
+@pytest.mark.skipif(importlib.util.find_spec("mtloca_lib.data.busi") is None, reason="BUSI reader not written yet")
 def test_busi_folder_cache(monkeypatch, tmp_path):
-    import mtloca_lib.busi as busi
+    import mtloca_lib.data.busi as busi
     root = tmp_path / "Dataset_BUSI_with_GT"
     _write_busi(root)
     cache = tmp_path / "cache"

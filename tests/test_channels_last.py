@@ -1,4 +1,4 @@
-"""The channels-last fast path changes the layout, not the arithmetic (mtloca_lib.channels_last)."""
+"""The channels-last fast path changes the layout, not the arithmetic (mtloca_lib.engine.channels_last)."""
 from __future__ import annotations
 
 import copy
@@ -8,9 +8,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtloca_lib import benchmark as B
-from mtloca_lib.channels_last import (MIN_CHANNELS_LAST_FORWARD, ChannelsLastGroupNorm, _GroupNormChannelsLastFn,
-                                      prepare_memory_format)
+from mtloca_lib.engine import benchmark as B
+from mtloca_lib.engine.channels_last import (
+    MIN_CHANNELS_LAST_FORWARD,
+    ChannelsLastGroupNorm,
+    _GroupNormChannelsLastFn,
+    prepare_memory_format,
+)
 
 CL = torch.channels_last
 

@@ -67,7 +67,7 @@ def test_evaluate_reproduces_stored_metrics(trained_run, capsys):
 
 
 def _phantom_pngs(folder: Path, n=3) -> list[Path]:
-    from mtloca_lib.phantom import make_phantom
+    from mtloca_lib.data.phantom import make_phantom
 
     raw = make_phantom((1, 1, 1), seed=5)
     paths = []

@@ -11,7 +11,7 @@ import pytest
 from PIL import Image, ImageDraw
 from scipy import ndimage
 
-from mtloca_lib.duplicates import duplicate_groups, find_near_duplicates, group_table
+from mtloca_lib.data.duplicates import duplicate_groups, find_near_duplicates, group_table
 
 
 # --- a small synthetic "B-mode" generator -------------------------------------------------

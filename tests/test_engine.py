@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtloca_lib.config import RunConfig, make_config
-from mtloca_lib.cv import RunConfigMismatch, load_pred_masks, run_cv
-from mtloca_lib.train import StopRequested
+from mtloca_lib.engine.config import RunConfig, make_config
+from mtloca_lib.engine.cv import RunConfigMismatch, load_pred_masks, run_cv
+from mtloca_lib.engine.train import StopRequested
 
 REPO = Path(__file__).resolve().parents[1]
 

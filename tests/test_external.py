@@ -8,13 +8,19 @@ import pandas as pd
 import pytest
 
 from mtloca_lib.cli import main
-from mtloca_lib.config import make_config
-from mtloca_lib.cv import run_cv
+from mtloca_lib.engine.config import make_config
+from mtloca_lib.engine.cv import run_cv
 from mtloca_lib.errors import DataError
-from mtloca_lib.external import (evaluate_external, load_external, parse_class_map, resolve_class_map,
-                                 score_table, shift_appearance)
-from mtloca_lib.folder import write_folder
-from mtloca_lib.phantom import make_phantom
+from mtloca_lib.engine.external import (
+    evaluate_external,
+    load_external,
+    parse_class_map,
+    resolve_class_map,
+    score_table,
+    shift_appearance,
+)
+from mtloca_lib.data.folder import write_folder
+from mtloca_lib.data.phantom import make_phantom
 
 BUSI = ("normal", "benign", "malignant")
 

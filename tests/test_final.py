@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mtloca_lib.cli import main
-from mtloca_lib.config import make_config
-from mtloca_lib.cv import RunConfigMismatch, run_cv
-from mtloca_lib.final import is_final_run, train_final
-from mtloca_lib.train import StopRequested
+from mtloca_lib.engine.config import make_config
+from mtloca_lib.engine.cv import RunConfigMismatch, run_cv
+from mtloca_lib.engine.final import is_final_run, train_final
+from mtloca_lib.engine.train import StopRequested
 
 
 @pytest.fixture()
@@ -66,7 +66,7 @@ def test_final_run_guards(tmp_path, cache):
 def test_cli_holdout_none_then_predict(tmp_path, cache, capsys):
     from PIL import Image
 
-    from mtloca_lib.phantom import make_phantom
+    from mtloca_lib.data.phantom import make_phantom
 
     run = tmp_path / "final"
     assert main(["train", "--profile", "smoke", "--holdout", "none", "--run-dir", str(run),

@@ -7,14 +7,14 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtloca_lib import findings
+from mtloca_lib.report import findings
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 def test_readme_findings_match_the_committed_runs():
     assert findings.readme_block() == findings.render(), (
-        "README.md's findings block differs from the runs: run `python -m mtloca_lib.findings`")
+        "README.md's findings block differs from the runs: run `python -m mtloca_lib.report.findings`")
 
 
 def test_findings_use_only_complete_runs_and_say_what_is_missing(tmp_path):

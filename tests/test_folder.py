@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtloca_lib.datasets import load_prepared, load_raw
+from mtloca_lib.data.datasets import load_prepared, load_raw
 from mtloca_lib.errors import DataError
-from mtloca_lib.folder import read_folder, read_label_table, write_folder
-from mtloca_lib.phantom import make_phantom
+from mtloca_lib.data.folder import read_folder, read_label_table, write_folder
+from mtloca_lib.data.phantom import make_phantom
 
 
 def make_folder(root: Path) -> Path:

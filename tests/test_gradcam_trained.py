@@ -28,12 +28,12 @@ import numpy as np
 import pytest
 import torch
 
-from mtloca_lib.gradcam import grad_cam
-from mtloca_lib.gradcam_figures import mass_fraction
-from mtloca_lib.losses import MultiTaskLoss
+from mtloca_lib.engine.gradcam import grad_cam
+from mtloca_lib.report.gradcam import mass_fraction
+from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.models import build_model
-from mtloca_lib.phantom import make_phantom
-from mtloca_lib.preprocess import make_input, prepare
+from mtloca_lib.data.phantom import make_phantom
+from mtloca_lib.data.preprocess import make_input, prepare
 
 TINY = {"arch": "mtl_oca", "widths": (8, 16, 16), "gn_groups": 4, "cls_hidden": 32, "dropout": 0.0}
 STEPS, BATCH, DILATE = 400, 8, 2

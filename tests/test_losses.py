@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtloca_lib.losses import MultiTaskLoss, focal_cross_entropy, inverse_frequency_weights
+from mtloca_lib.models.losses import MultiTaskLoss, focal_cross_entropy, inverse_frequency_weights
 from mtloca_lib.models import build_model
 
 SMALL = {"widths": (4, 8, 8), "bottleneck_width": 8, "gn_groups": 2, "cls_hidden": 8,

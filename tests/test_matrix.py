@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from mtloca_lib.cli import main
-from mtloca_lib.config import make_config
-from mtloca_lib.cv import run_cv
-from mtloca_lib.datasets import load_prepared, read_prepared_file
+from mtloca_lib.engine.config import make_config
+from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.data.datasets import load_prepared, read_prepared_file
 from mtloca_lib.errors import DataError
-from mtloca_lib.matrix import fold_metrics_from_logs, plan_jobs
+from mtloca_lib.engine.matrix import fold_metrics_from_logs, plan_jobs
 from mtloca_lib.runio import git_commit
 
 

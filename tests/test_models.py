@@ -7,10 +7,25 @@ import pytest
 import torch
 from torch import nn
 
-from mtloca_lib.flops import (TABLE_BEGIN, TABLE_CONFIGS, TABLE_END, count_flops, count_params,
-                              model_table, to_markdown, write_table)
-from mtloca_lib.models import (ARCHS, MTLOCA_VARIANTS, ModelConfig, UNetBackbone, build_model,
-                               gradcam_module, group_count)
+from mtloca_lib.engine.flops import (
+    TABLE_BEGIN,
+    TABLE_CONFIGS,
+    TABLE_END,
+    count_flops,
+    count_params,
+    model_table,
+    to_markdown,
+    write_table,
+)
+from mtloca_lib.models import (
+    ARCHS,
+    MTLOCA_VARIANTS,
+    ModelConfig,
+    UNetBackbone,
+    build_model,
+    gradcam_module,
+    group_count,
+)
 
 SMALL = {"widths": (4, 8, 8), "bottleneck_width": 16, "gn_groups": 2, "cls_hidden": 8}
 ALL = [{"arch": "mtl_oca", "variant": v} for v in MTLOCA_VARIANTS] + \
@@ -183,12 +198,12 @@ def test_write_table_replaces_only_between_markers(tmp_path):
 
 
 def test_docs_table_is_current():
-    """docs/models.md holds the table the code computes now (python -m mtloca_lib.flops)."""
-    from mtloca_lib.flops import DOC_PATH
+    """docs/models.md holds the table the code computes now (python -m mtloca_lib.engine.flops)."""
+    from mtloca_lib.engine.flops import DOC_PATH
 
     if not DOC_PATH.exists():
         pytest.skip("docs/models.md not present")
     assert to_markdown(model_table(size=128)) in DOC_PATH.read_text()
-    from mtloca_lib.flops import README_PATH
+    from mtloca_lib.engine.flops import README_PATH
 
     assert to_markdown(model_table(size=128)) in README_PATH.read_text(), "README's model table is stale"

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from mtloca_lib.losses import MultiTaskLoss
+from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.models import build_model
-from mtloca_lib.phantom import make_phantom
-from mtloca_lib.preprocess import make_input, prepare
+from mtloca_lib.data.phantom import make_phantom
+from mtloca_lib.data.preprocess import make_input, prepare
 
 TINY = {"widths": (8, 16, 16), "gn_groups": 4, "cls_hidden": 32, "dropout": 0.0}
 MAX_STEPS = 600

@@ -10,7 +10,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from mtloca_lib.phantom import CLASS_NAMES, make_phantom
+from mtloca_lib.data.phantom import CLASS_NAMES, make_phantom
 
 
 @pytest.fixture(scope="module")
@@ -133,7 +133,7 @@ def test_bad_arguments():
 
 
 def test_two_class_phantom_relabels():
-    from mtloca_lib.phantom import make_phantom
+    from mtloca_lib.data.phantom import make_phantom
 
     full = make_phantom((3, 4, 5), seed=1)
     two = make_phantom((3, 4, 5), seed=1, classes=("benign", "malignant"))

@@ -10,7 +10,8 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtloca_lib import plotting as P  # noqa: E402
+from mtloca_lib.engine import overlay as P_overlay
+from mtloca_lib.report import common as P  # noqa: E402
 
 
 def _sample():
@@ -31,8 +32,8 @@ def _cm():
 def _make_figure():
     img, mask, pred, cam = _sample()
     fig, axes = plt.subplots(1, 3, figsize=(7, 2.5))
-    P.overlay_mask(axes[0], img, mask, pred, title="overlay")
-    P.overlay_heatmap(axes[1], img[None], cam, title="cam")
+    P_overlay.overlay_mask(axes[0], img, mask, pred, title="overlay")
+    P_overlay.overlay_heatmap(axes[1], img[None], cam, title="cam")
     P.plot_confusion(axes[2], _cm(), normalize="true")
     return fig
 
@@ -40,12 +41,12 @@ def _make_figure():
 def test_overlay_draws_two_contours():
     img, mask, pred, _ = _sample()
     fig, ax = plt.subplots()
-    P.overlay_mask(ax, img, mask, pred)
+    P_overlay.overlay_mask(ax, img, mask, pred)
     # matplotlib >= 3.8: each contour() call adds one ContourSet collection
     assert len(ax.collections) == 2
     assert ax.get_legend() is not None and len(ax.get_legend().get_texts()) == 2
     fig2, ax2 = plt.subplots()
-    P.overlay_mask(ax2, img, np.zeros_like(mask))          # empty truth: no contour, no crash
+    P_overlay.overlay_mask(ax2, img, np.zeros_like(mask))          # empty truth: no contour, no crash
     assert len(ax2.collections) == 0
     plt.close("all")
 
@@ -54,7 +55,7 @@ def test_heatmap_size_mismatch_raises():
     img, _, _, cam = _sample()
     fig, ax = plt.subplots()
     with pytest.raises(ValueError):
-        P.overlay_heatmap(ax, img, cam[:16])
+        P_overlay.overlay_heatmap(ax, img, cam[:16])
     plt.close(fig)
 
 

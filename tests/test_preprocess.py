@@ -5,10 +5,19 @@ import numpy as np
 import pytest
 import torch
 
-from mtloca_lib.phantom import make_phantom
-from mtloca_lib.preprocess import (
-    DEFAULT_SIGMA, PREPROCESS_VERSION, gaussian_derivative_magnitude, gaussian_derivative_magnitude_torch,
-    gaussian_kernels_1d, make_input, normalise_magnitude, prepare, resize_image, resize_mask, to_grey,
+from mtloca_lib.data.phantom import make_phantom
+from mtloca_lib.data.preprocess import (
+    DEFAULT_SIGMA,
+    PREPROCESS_VERSION,
+    gaussian_derivative_magnitude,
+    gaussian_derivative_magnitude_torch,
+    gaussian_kernels_1d,
+    make_input,
+    normalise_magnitude,
+    prepare,
+    resize_image,
+    resize_mask,
+    to_grey,
 )
 
 

@@ -5,8 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtloca_lib import reproduction as R
-from mtloca_lib.stats import paired_comparison
+from mtloca_lib.engine import comparisons as R_comparisons
+from mtloca_lib.report import (
+    ablation as R_ablation,
+    reproduction_report as R_reproduction_report,
+    udiat as R_udiat,
+)
+from mtloca_lib.engine.stats import paired_comparison
 
 
 def _rows(dice_a, dice_b, correct_a=None, correct_b=None, a="mtl_oca", b="unet_st"):
@@ -22,10 +27,10 @@ BASE = rng.uniform(0.4, 0.8, 60)
 @pytest.mark.parametrize("shift, word", [(0.05, "higher"), (-0.05, "lower")])
 def test_wilcoxon_significant_both_directions(shift, word):
     row = _rows(BASE + shift + rng.normal(0, 0.005, 60), BASE)["wilcoxon"]
-    s = R.describe_test(row)
+    s = R_reproduction_report.describe_test(row)
     assert s.startswith(f"MTL-OCA's Dice is {word} than UNet (ST)'s by 0.05")
     assert s.endswith("significant at 0.05.") and "not significant" not in s
-    claim = R.describe_claim(row)
+    claim = R_reproduction_report.describe_claim(row)
     assert ("holds" in claim) == (shift > 0) and ("contradicted" in claim) == (shift < 0)
 
 
@@ -35,16 +40,16 @@ def test_wilcoxon_not_significant_both_directions(sign, word):
     noise = noise - noise.mean() + sign * 0.002   # large noise, tiny mean shift
     row = _rows(BASE + noise, BASE)["wilcoxon"]
     assert row["p_value"] > 0.05
-    s = R.describe_test(row)
+    s = R_reproduction_report.describe_test(row)
     assert f"Dice is {word} than" in s and s.endswith("not significant at 0.05.")
-    assert "is not supported" in R.describe_claim(row)
+    assert "is not supported" in R_reproduction_report.describe_claim(row)
 
 
 def test_wilcoxon_identical_runs():
     row = _rows(BASE, BASE)["wilcoxon"]
-    s = R.describe_test(row)
+    s = R_reproduction_report.describe_test(row)
     assert "are the same on average" in s and "not significant" in s
-    assert "no difference" in R.describe_claim(row)
+    assert "no difference" in R_reproduction_report.describe_claim(row)
 
 
 def test_mcnemar_directions_and_significance():
@@ -52,15 +57,15 @@ def test_mcnemar_directions_and_significance():
     truth_a = np.ones(n, bool)
     many = np.r_[np.zeros(30, bool), np.ones(70, bool)]       # b wrong on 30 images a gets right
     row = _rows(BASE[:1].repeat(n), BASE[:1].repeat(n), truth_a, many)["mcnemar"]
-    s = R.describe_test(row)
+    s = R_reproduction_report.describe_test(row)
     assert s.startswith("MTL-OCA's accuracy is higher than UNet (ST)'s by 30.0 points")
     assert "30 images right only by MTL-OCA, 0 only by UNet (ST)" in s and s.endswith(" significant at 0.05.")
     row = _rows(BASE[:1].repeat(n), BASE[:1].repeat(n), many, truth_a)["mcnemar"]
-    assert R.describe_test(row).startswith("MTL-OCA's accuracy is lower than UNet (ST)'s by 30.0 points")
-    assert "contradicted" in R.describe_claim(row)
+    assert R_reproduction_report.describe_test(row).startswith("MTL-OCA's accuracy is lower than UNet (ST)'s by 30.0 points")
+    assert "contradicted" in R_reproduction_report.describe_claim(row)
     few = np.r_[np.zeros(2, bool), np.ones(98, bool)]
     row = _rows(BASE[:1].repeat(n), BASE[:1].repeat(n), truth_a, few)["mcnemar"]
-    assert R.describe_test(row).endswith("not significant at 0.05.")
+    assert R_reproduction_report.describe_test(row).endswith("not significant at 0.05.")
 
 
 def _numbers(img_dice, grp_dice, img_acc=0.8, grp_acc=0.8):
@@ -73,43 +78,43 @@ def _numbers(img_dice, grp_dice, img_acc=0.8, grp_acc=0.8):
 
 def test_protocol_effect_sentences():
     tests = pd.DataFrame([{"test": "wilcoxon", "p_value": 0.001}, {"test": "mcnemar", "p_value": 0.4}])
-    dice, acc = R.describe_protocol_effect(_numbers(0.80, 0.70, 0.9, 0.75), tests=tests)
+    dice, acc = R_reproduction_report.describe_protocol_effect(_numbers(0.80, 0.70, 0.9, 0.75), tests=tests)
     assert dice.startswith("The leakage-free (grouped) protocol lowers MTL-OCA's mean Dice by 0.1000 "
                            "(from 0.8000 to 0.7000)")
     assert "Wilcoxon p = 0.001: significant at 0.05" in dice
     assert "lowers MTL-OCA's mean accuracy by 0.1500" in acc and "not significant" in acc
-    up = R.describe_protocol_effect(_numbers(0.70, 0.75))[0]
+    up = R_reproduction_report.describe_protocol_effect(_numbers(0.70, 0.75))[0]
     assert "raises MTL-OCA's mean Dice by 0.0500" in up
     only_one = _numbers(0.7, 0.7).drop(index=("grouped", "mtl_oca"))
-    assert "needs runs under both protocols" in R.describe_protocol_effect(only_one)[0]
+    assert "needs runs under both protocols" in R_reproduction_report.describe_protocol_effect(only_one)[0]
 
 
 def test_reference_sentences_busi_and_not():
     numbers = _numbers(0.90, 0.60, 0.95, 0.70)
     boot = pd.DataFrame([{"protocol": "image", "model": "mtl_oca", "metric": "dice", "low": 0.85, "high": 0.95},
                          {"protocol": "grouped", "model": "mtl_oca", "metric": "dice", "low": 0.55, "high": 0.65}])
-    s = R.describe_reference(numbers, boot, "busi")
+    s = R_reproduction_report.describe_reference(numbers, boot, "busi")
     img_dice = next(x for x in s if x.startswith("image-level") and " Dice " in x)
     assert "0.9000 is above the MTL-OCA paper" in img_dice and "(0.8375) by 0.0625" in img_dice
     assert "lies outside our 95 % bootstrap CI [0.8500, 0.9500]" in img_dice
     grp_dice = next(x for x in s if x.startswith("grouped") and " Dice " in x)
     assert "0.6000 is below the independent" in grp_dice and "inside our 95 % bootstrap CI" in grp_dice
     assert not any("IoU" in x and x.startswith("grouped") for x in s)  # no IoU reported there
-    phantom = R.describe_reference(numbers, boot, "phantom")
+    phantom = R_reproduction_report.describe_reference(numbers, boot, "phantom")
     assert phantom == ["No comparison with the reference numbers: these runs are on phantom, not BUSI."]
 
 
 def test_phantom_report_says_not_busi():
     numbers = _numbers(0.5, 0.4)
-    text = R.report_text("phantom", "smoke", numbers, None, pd.DataFrame(), pd.DataFrame())
+    text = R_reproduction_report.report_text("phantom", "smoke", numbers, None, pd.DataFrame(), pd.DataFrame())
     assert "THESE ARE NOT BUSI NUMBERS" in text.splitlines()[2]
     assert "NOT meaningful" in text
-    assert "BUSI" in R.report_text("busi", "paper", numbers, None, pd.DataFrame(), pd.DataFrame())
-    assert "NOT BUSI" not in R.report_text("busi", "paper", numbers, None, pd.DataFrame(), pd.DataFrame())
+    assert "BUSI" in R_reproduction_report.report_text("busi", "paper", numbers, None, pd.DataFrame(), pd.DataFrame())
+    assert "NOT BUSI" not in R_reproduction_report.report_text("busi", "paper", numbers, None, pd.DataFrame(), pd.DataFrame())
 
 
 def test_holm():
-    adj = R.holm([0.01, 0.04, 0.03, np.nan])
+    adj = R_comparisons.holm([0.01, 0.04, 0.03, np.nan])
     np.testing.assert_allclose(adj[:3], [0.03, 0.06, 0.06])
     assert np.isnan(adj[3])
 

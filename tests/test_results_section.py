@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from mtloca_lib import results_section as rs
+from mtloca_lib.report import results_section as rs
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -13,7 +13,7 @@ REPO = Path(__file__).resolve().parents[1]
 @pytest.mark.skipif(not (REPO / "runs" / "busi").is_dir(), reason="no committed BUSI runs")
 def test_readme_block_matches_the_committed_runs():
     assert rs.readme_block() == rs.render(), (
-        "README.md's BUSI results block differs from the runs: run `python -m mtloca_lib.results_section`"
+        "README.md's BUSI results block differs from the runs: run `python -m mtloca_lib.report.results_section`"
     )
 
 
@@ -39,9 +39,9 @@ def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
     import json
     import shutil
 
-    from mtloca_lib.config import make_config
-    from mtloca_lib.cv import run_cv
-    from mtloca_lib.report import compare_runs, run_device
+    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.engine.runs import compare_runs, run_device
 
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
     a = tmp_path / "a"

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from mtloca_lib.splits import grouped_folds, make_folds, stratified_folds
+from mtloca_lib.data.splits import grouped_folds, make_folds, stratified_folds
 
 
 def busi_like_labels(seed: int = 0) -> np.ndarray:

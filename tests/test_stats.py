@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mtloca_lib import stats as S
+from mtloca_lib.engine import stats as S
 
 
 def test_fold_summary_mean_std():
@@ -108,3 +108,45 @@ def test_paired_comparison_table():
     assert list(t["test"]) == ["wilcoxon", "mcnemar"]
     assert (t["run_a"] == "mtl").all()
     assert {"statistic", "p_value", "n", "effect"} <= set(t.columns)
+
+
+def test_library_statistics_match_the_hand_written_ones():
+    """bootstrap_ci (scipy.stats.bootstrap), holm (statsmodels) and mcnemar (statsmodels) give the
+    numbers of the project's earlier hand-written versions, written out here."""
+    from scipy import stats as sps
+
+    from mtloca_lib.engine.comparisons import holm
+
+    def hand_bootstrap(v, statistic, n_boot, seed, chunk=500, ci=0.95):
+        rng, boots = np.random.default_rng(seed), np.empty(n_boot)
+        for s in range(0, n_boot, chunk):
+            m = min(chunk, n_boot - s)
+            boots[s:s + m] = statistic(v[rng.integers(0, v.size, size=(m, v.size))], axis=1)
+        return np.quantile(boots, [(1 - ci) / 2, 1 - (1 - ci) / 2])
+
+    x = np.random.default_rng(3).random(80)
+    for stat, n_boot in ((np.mean, 2000), (np.median, 300)):
+        got = S.bootstrap_ci(x, statistic=stat, n_boot=n_boot, seed=5)
+        np.testing.assert_allclose([got["low"], got["high"]], hand_bootstrap(x, stat, n_boot, 5), rtol=1e-12)
+
+    def hand_holm(p):
+        p = np.asarray(p, float); out = np.full(p.shape, np.nan); ok = np.flatnonzero(~np.isnan(p))
+        order, running = ok[np.argsort(p[ok], kind="stable")], 0.0
+        for rank, i in enumerate(order):
+            running = max(running, min(1.0, (len(order) - rank) * p[i])); out[i] = running
+        return out
+
+    for p in ([0.01, 0.04, np.nan, 0.03], [0.5, 0.2, 0.001, 0.049, 0.9], [np.nan]):
+        np.testing.assert_allclose(holm(p), hand_holm(p), equal_nan=True)
+
+    rng = np.random.default_rng(0)
+    for n_diff in (5, 40):
+        ca = rng.random(200) < 0.7
+        cb = ca.copy(); cb[:n_diff] = ~cb[:n_diff]
+        r = S.mcnemar(ca, cb)
+        n10, n01 = int((ca & ~cb).sum()), int((~ca & cb).sum())
+        if r["method"] == "exact binomial":
+            want = sps.binomtest(n10, n10 + n01, 0.5).pvalue
+        else:
+            want = sps.chi2.sf((abs(n10 - n01) - 1.0) ** 2 / (n10 + n01), df=1)
+        assert r["p_value"] == pytest.approx(want, rel=1e-9)

@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtloca_lib.records import RawCase, RawDataset
-from mtloca_lib.summary import COLUMNS, data_summary
+from mtloca_lib.data.records import RawCase, RawDataset
+from mtloca_lib.data.summary import COLUMNS, data_summary
 
 
 def case(cid: str, label: int, h: int, w: int, area: int, n_masks: int = 1) -> RawCase:

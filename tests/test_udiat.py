@@ -7,7 +7,7 @@ import numpy as np
 import openpyxl
 from PIL import Image
 
-from mtloca_lib.udiat import normalise_id, read_label_sheet, read_udiat
+from mtloca_lib.data.udiat import normalise_id, read_label_sheet, read_udiat
 
 H, W = 10, 14
 

@@ -17,7 +17,7 @@ from mtloca_lib import reproduce
 REPO = Path(__file__).resolve().parents[1]
 #: Tracked files that may name UDIAT: its reader, tests, and notebook 05 (source and executed copies,
 #: the latter checked below).
-ALLOWED = re.compile(r"^(mtloca_lib/udiat\.py|tests/test_udiat\w*\.py|notebooks/05_udiat\.ipynb|"
+ALLOWED = re.compile(r"^(mtloca_lib/(data|report)/udiat\.py|tests/test_udiat\w*\.py|notebooks/05_udiat\.ipynb|"
                      r"results/[^/]+/notebooks/05_udiat\.ipynb)$")
 #: What UDIAT data looks like on disk: its workbook, its six-digit image names, caches, figures.
 FORBIDDEN = [
@@ -51,7 +51,7 @@ def test_the_name_check_catches_udiat_files():
                ".cache/mtloca/udiat-128-abc.npz", "runs/busi/cpu/grouped/m/external/udiat/predictions.csv",
                "figures/000012.png"]
     assert forbidden(planted) == planted
-    assert forbidden(["figures/busi_cpu/figure7.png", "notebooks/05_udiat.ipynb", "mtloca_lib/udiat.py"]) == []
+    assert forbidden(["figures/busi_cpu/figure7.png", "notebooks/05_udiat.ipynb", "mtloca_lib/data/udiat.py"]) == []
 
 
 def _ran_with_udiat(nb) -> bool:

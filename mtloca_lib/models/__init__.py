@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from torch import nn
 
-from .blocks import GlobalPool, GradientStop, group_count
-from .build import ARCHS, ModelConfig, build_model
-from .heads import ClassificationHead
-from .mt_dunet import MTDUNet
-from .mtl_oca import MTLOCA, MTLOCA_VARIANTS
-from .oca import ObjectContextualAttention, PixelRegionAttention, RegionGather
-from .resunet import ResUNet, UNetBackbone
-from .unet import UNetST
+from mtloca_lib.models.blocks import GlobalPool, GradientStop, group_count
+from mtloca_lib.models.build import ARCHS, ModelConfig, build_model
+from mtloca_lib.models.heads import ClassificationHead
+from mtloca_lib.models.mt_dunet import MTDUNet
+from mtloca_lib.models.mtl_oca import MTLOCA, MTLOCA_VARIANTS
+from mtloca_lib.models.oca import ObjectContextualAttention, PixelRegionAttention, RegionGather
+from mtloca_lib.models.resunet import ResUNet, UNetBackbone
+from mtloca_lib.models.unet import UNetST
 
 
 def gradcam_module(model: nn.Module) -> nn.Module:

@@ -16,10 +16,10 @@ from typing import Any
 
 from torch import nn
 
-from .blocks import POOL_MODES
-from .mt_dunet import MTDUNet
-from .mtl_oca import MTLOCA_VARIANTS, MTLOCA
-from .unet import UNetST
+from mtloca_lib.models.blocks import POOL_MODES
+from mtloca_lib.models.mt_dunet import MTDUNet
+from mtloca_lib.models.mtl_oca import MTLOCA_VARIANTS, MTLOCA
+from mtloca_lib.models.unet import UNetST
 
 #: Allowed values of ``ModelConfig.arch``.
 ARCHS = ("mtl_oca", "unet_st", "mt_dunet")

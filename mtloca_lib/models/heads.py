@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .blocks import GlobalPool, GradientStop
+from mtloca_lib.models.blocks import GlobalPool, GradientStop
 
 
 class ClassificationHead(nn.Module):

@@ -18,9 +18,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .heads import ClassificationHead
-from .oca import ObjectContextualAttention
-from .resunet import ResUNet
+from mtloca_lib.models.heads import ClassificationHead
+from mtloca_lib.models.oca import ObjectContextualAttention
+from mtloca_lib.models.resunet import ResUNet
 
 #: Allowed values of ``MTLOCA(variant=...)``.
 MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask")

@@ -22,7 +22,7 @@ import math
 import torch
 from torch import nn
 
-from .blocks import ConvGNAct
+from mtloca_lib.models.blocks import ConvGNAct
 
 
 class RegionGather(nn.Module):

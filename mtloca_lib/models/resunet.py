@@ -20,7 +20,7 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .blocks import ConvGNAct, make_block
+from mtloca_lib.models.blocks import ConvGNAct, make_block
 
 
 class DecoderLevel(nn.Module):

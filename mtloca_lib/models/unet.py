@@ -16,8 +16,8 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .heads import ClassificationHead
-from .resunet import UNetBackbone
+from mtloca_lib.models.heads import ClassificationHead
+from mtloca_lib.models.resunet import UNetBackbone
 
 
 class UNetST(nn.Module):

@@ -1,0 +1,204 @@
+"""The paper's experiments as named run sets: what notebook 01 trains and the others read.
+
+Notebooks get their parameters from :func:`notebook_params` (papermill ``-p`` values
+or the ``MTLOCA_*`` environment variables, so nbval and papermill drive the same
+notebook), then ask for run directories by model and protocol. Run directories are
+laid out as ``<run_root>/<dataset>/<profile>/<protocol>/<model>-seed<seed>``.
+"""
+from __future__ import annotations
+
+from mtloca_lib.runio import REPO_ROOT
+
+import os
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from mtloca_lib.engine.config import MODEL_PRESETS, RunConfig, make_config
+from mtloca_lib.runio import read_json
+
+REPO = REPO_ROOT
+
+#: Display names of the model presets, as the paper's tables name them.
+DISPLAY = {
+    "unet_st": "UNet (ST)",
+    "mt_dunet": "MT-DUNet",
+    "mtl_oca": "MTL-OCA",
+    "ablation_no_oca": "(1) no OCA, cls from mask",
+    "ablation_oca_cls_from_mask": "(2) OCA, cls from OCA mask",
+}
+#: Models compared in Tables 2-5 and Figures 4-5, 7.
+COMPARISON_MODELS = ("unet_st", "mt_dunet", "mtl_oca")
+#: Table 6: the ablation's three configurations, the proposed model last.
+ABLATION_MODELS = ("ablation_no_oca", "ablation_oca_cls_from_mask", "mtl_oca")
+ALL_MODELS = ("unet_st", "mt_dunet", "mtl_oca", "ablation_no_oca", "ablation_oca_cls_from_mask")
+
+
+@dataclass
+class NotebookParams:
+    """The parameters every notebook takes (its ``parameters`` cell).
+
+    Args:
+        dataset: "phantom", "busi", "udiat" or "folder".
+        data_root: dataset folder ("" for the phantom).
+        protocol: "image", "grouped" or "both".
+        profile: "smoke", "demo", "cpu" or "paper" (see ``mtloca_lib.engine.config.PROFILES``).
+        run_root: where run directories live.
+        seed: training seed.
+        device: "auto", "cpu", "cuda", ...
+        figures_dir, tables_dir: where figures and tables are written.
+        udiat_root: UDIAT Dataset B folder for notebook 05 ("" -> the two-class phantom).
+    """
+
+    dataset: str = "phantom"
+    data_root: str = ""
+    protocol: str = "both"
+    profile: str = "demo"
+    run_root: str = "runs"
+    seed: int = 0
+    device: str = "auto"
+    figures_dir: str = "figures"
+    tables_dir: str = "tables"
+    udiat_root: str = ""
+
+    @property
+    def protocols(self) -> list[str]:
+        return ["image", "grouped"] if self.protocol == "both" else [self.protocol]
+
+    def path(self, which: str) -> Path:
+        """run_root, figures_dir or tables_dir as an absolute path (relative ones from the repo)."""
+        p = Path(getattr(self, which))
+        return p if p.is_absolute() else REPO / p
+
+
+def notebook_params(**given) -> NotebookParams:
+    """Parameters from papermill values (``given``) falling back to the environment.
+
+    Environment variables: MTLOCA_DATASET, MTLOCA_DATA, MTLOCA_PROTOCOL, MTLOCA_PROFILE,
+    MTLOCA_RUNS, MTLOCA_SEED, MTLOCA_DEVICE, MTLOCA_FIGURES, MTLOCA_TABLES, MTLOCA_UDIAT.
+    An empty or None value means "use the environment / default".
+    """
+    env = {
+        "dataset": "MTLOCA_DATASET", "data_root": "MTLOCA_DATA", "protocol": "MTLOCA_PROTOCOL",
+        "profile": "MTLOCA_PROFILE", "run_root": "MTLOCA_RUNS", "seed": "MTLOCA_SEED",
+        "device": "MTLOCA_DEVICE", "figures_dir": "MTLOCA_FIGURES", "tables_dir": "MTLOCA_TABLES",
+        "udiat_root": "MTLOCA_UDIAT",
+    }
+    values = asdict(NotebookParams())
+    for key, var in env.items():
+        if os.environ.get(var):
+            values[key] = os.environ[var]
+        if given.get(key) not in (None, ""):
+            values[key] = given[key]
+    values["seed"] = int(values["seed"])
+    if values["dataset"] != "phantom" and not values["data_root"]:
+        raise ValueError(
+            f"dataset {values['dataset']!r} needs a data root: set MTLOCA_DATA or the notebook's data_root parameter"
+        )
+    return NotebookParams(**values)
+
+
+#: The two-class phantom that stands in for UDIAT when no UDIAT folder is configured.
+PHANTOM_2CLASS = {"classes": ["benign", "malignant"], "n_per_class": [0, 100, 60]}
+
+
+def udiat_params(params: NotebookParams) -> tuple[NotebookParams, bool]:
+    """Parameters of the UDIAT experiment (notebook 05) and whether real UDIAT data is used.
+
+    With ``udiat_root`` set this is UDIAT Dataset B under the image-level protocol;
+    otherwise the two-class phantom, so the notebook still runs in tests.
+    """
+    real = bool(params.udiat_root)
+    p = NotebookParams(**{**asdict(params), "dataset": "udiat" if real else "phantom",
+                          "data_root": params.udiat_root if real else "", "protocol": "image"})
+    return p, real
+
+
+def _dataset_kwargs(params: NotebookParams, two_class: bool) -> dict:
+    if not two_class or params.dataset != "phantom":
+        return {}
+    kw = dict(PHANTOM_2CLASS)
+    if params.profile == "smoke":
+        kw["n_per_class"] = [0, 9, 9]
+    return kw
+
+
+def run_config(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
+               two_class: bool = False, **overrides) -> RunConfig:
+    """The RunConfig of one model under one protocol for these notebook parameters.
+
+    Args:
+        two_class: the UDIAT experiment (two classes; the two-class phantom without UDIAT).
+    """
+    over = {
+        "dataset": params.dataset,
+        "data_root": params.data_root or None,
+        "protocol": protocol,
+        "seed": params.seed if seed is None else seed,
+        "device": params.device,
+    }
+    kw = _dataset_kwargs(params, two_class)
+    if kw:
+        over["dataset_kwargs"] = kw
+    over.update(overrides)
+    return make_config(model, params.profile, over)
+
+
+def run_dir(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
+            two_class: bool = False) -> Path:
+    seed = params.seed if seed is None else seed
+    dataset = params.dataset + ("2class" if two_class and params.dataset == "phantom" else "")
+    return params.path("run_root") / dataset / params.profile / protocol / f"{model}-seed{seed}"
+
+
+def run_complete(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` holds a finished run: ``fold_metrics.csv`` with all ``k`` folds."""
+    run_dir = Path(run_dir)
+    metrics = run_dir / "fold_metrics.csv"
+    if not metrics.exists():
+        return False
+    return len(pd.read_csv(metrics)) == RunConfig.from_dict(read_json(run_dir / "config.json")).k
+
+
+def finished_seeds(params: NotebookParams, model: str, protocol: str, seeds=range(10)) -> list[Path]:
+    """Run directories of the finished runs (:func:`run_complete`) of ``model``, in seed order.
+
+    Used to weigh a model difference against seed noise (:mod:`mtloca_lib.engine.seeds`).
+    """
+    return [rd for seed in seeds if run_complete(rd := run_dir(params, model, protocol, seed))]
+
+
+def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,
+               two_class: bool = False) -> pd.DataFrame:
+    """Train (or resume, or skip when finished) every model under every protocol.
+
+    Returns:
+        One row per run: model, protocol, seed, run_dir, folds finished.
+    """
+    from mtloca_lib.engine.cv import run_cv
+
+    seeds = [params.seed] if seeds is None else list(seeds)
+    rows = []
+    for protocol in params.protocols:
+        for model in models:
+            for seed in seeds:
+                cfg = run_config(params, model, protocol, seed, two_class=two_class)
+                rd = run_dir(params, model, protocol, seed, two_class=two_class)
+                log(f"== {DISPLAY.get(model, model)} | protocol {protocol} | seed {seed} -> {rd}")
+                table = run_cv(cfg, rd, log=log)
+                rows.append({"model": model, "protocol": protocol, "seed": seed,
+                             "run_dir": str(rd), "folds_finished": len(table)})
+    return pd.DataFrame(rows)
+
+
+def finished_run(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
+                 two_class: bool = False) -> Path:
+    """The run directory of a finished run, or a clear error saying how to make it."""
+    rd = run_dir(params, model, protocol, seed, two_class=two_class)
+    if not (rd / "fold_metrics.csv").exists():
+        raise FileNotFoundError(
+            f"no finished run of {model!r} ({protocol} protocol) in {rd}: run notebook "
+            f"01_training.ipynb with the same parameters first (or `make reproduce`)"
+        )
+    return rd

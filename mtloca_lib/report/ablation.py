@@ -1,0 +1,58 @@
+"""Notebook 06 (the ablation): Table 6.
+
+:func:`ablation_table` lays out the three configurations (no OCA; OCA with classification
+from the OCA mask; the proposed MTL-OCA) with segmentation and per-class classification
+numbers, from :func:`ablation_fold_table` per run. The paired tests are the engine's
+(``paired_tests``, ``holm``) and the sentences those of ``report.reproduction_report``
+(``describe_test``), re-exported here.
+
+May import: the engine, ``report.common``, ``report.reproduction_report``.
+"""
+from __future__ import annotations
+
+# what notebook 06 calls from elsewhere, re-exported so it imports from here only
+from mtloca_lib.engine.comparisons import holm, paired_tests  # noqa: F401
+from mtloca_lib.report.reproduction_report import describe_test  # noqa: F401
+
+from pathlib import Path
+from typing import Mapping
+import numpy as np
+import pandas as pd
+from mtloca_lib.engine.experiments import DISPLAY
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    den = 2 * tp + fp + fn
+    return 2 * tp / den if den else np.nan
+
+
+def ablation_fold_table(run_dir: str | Path) -> pd.DataFrame:
+    """Per fold: Dice, IoU, accuracy and per-class F1 (2TP / (2TP + FP + FN); 0 for a
+    class present but never predicted correctly, NaN for a class neither present nor predicted)."""
+    pred = pd.read_csv(Path(run_dir) / "predictions.csv")
+    names = [c[5:] for c in pred.columns if c.startswith("prob_")]
+    rows = []
+    for fold, g in pred.groupby("fold"):
+        row = {"fold": int(fold), "dice": g["dice"].mean(), "iou": g["iou"].mean()}
+        if names:
+            t, p = g["true_label"].to_numpy(), g["pred_label"].to_numpy()
+            row["accuracy"] = float((t == p).mean())
+            for k, c in enumerate(names):
+                row[f"f1_{c}"] = _f1(int(((t == k) & (p == k)).sum()), int(((t != k) & (p == k)).sum()),
+                                     int(((t == k) & (p != k)).sum()))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def ablation_table(runs: Mapping[str, str | Path], decimals: int = 4) -> pd.DataFrame:
+    """Table 6: Dice, IoU, accuracy and per-class F1, mean ± std over folds, one row per configuration."""
+    from mtloca_lib.engine.stats import fold_summary
+
+    rows = []
+    for model, rd in runs.items():
+        f = ablation_fold_table(rd)
+        tidy = fold_summary(f, metrics=[c for c in f.columns if c != "fold"], decimals=decimals)
+        rows.append(pd.Series(dict(zip(tidy["metric"], tidy["text"])), name=DISPLAY.get(model, model)))
+    table = pd.DataFrame(rows)
+    table.index.name = "configuration"
+    return table

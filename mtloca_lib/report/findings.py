@@ -1,0 +1,192 @@
+"""The README's opening "What we found": one table, one figure, three sentences, from the runs.
+
+``python -m mtloca_lib.report.findings`` rewrites the block between ``<!-- findings:begin -->``
+and ``<!-- findings:end -->`` in README.md and draws ``docs/figures/findings_learning_curves.png``
+from the committed BUSI runs. For each model and protocol the table takes the run of the
+first profile in :data:`PROFILES` (the newest recipe first) whose five folds are all
+committed; a missing run is listed as missing, never filled in. A test
+(tests/test_findings.py) checks that the README block equals what this module renders,
+so the opening cannot drift from the runs.
+"""
+from __future__ import annotations
+
+from mtloca_lib.runio import REPO_ROOT
+
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtloca_lib.engine.experiments import COMPARISON_MODELS, DISPLAY
+from mtloca_lib.engine.experiments import run_complete as _complete
+
+REPO = REPO_ROOT
+BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
+#: Profiles whose runs may stand in the findings, the newest recipe first.
+PROFILES = ("cpu_light", "cpu")
+PROTOCOLS = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
+FIGURE = Path("docs/figures/findings_learning_curves.png")
+#: Second-hand reference numbers (see docs and notebook 07): the paper's, image-level protocol,
+#: and an independent from-scratch leakage-free reproduction's, grouped protocol.
+def _reference(protocol: str) -> dict:
+    from mtloca_lib.report.reproduction_report import REFERENCE
+
+    row = REFERENCE[REFERENCE["protocol"] == protocol].iloc[0]
+    return {"dice": float(row["dice"]), "accuracy": float(row["accuracy"])}
+
+
+PAPER, REPRODUCTION = _reference("image"), _reference("grouped")
+
+
+def find_run(root: Path, model: str, protocol: str, seed: int = 0) -> tuple[str, Path] | None:
+    """(profile, run directory) of the newest complete run of ``model`` under ``protocol``."""
+    for profile in PROFILES:
+        rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed{seed}"
+        if _complete(rd):
+            return profile, rd
+    return None
+
+
+def _mean_std(values) -> str:
+    v = np.asarray(values, dtype=float)
+    return f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"
+
+
+def findings_table(root: Path = REPO) -> tuple[pd.DataFrame, dict]:
+    """The table (strings) and the runs it used, keyed (model, protocol)."""
+    from mtloca_lib.engine.config import RunConfig
+    from mtloca_lib.engine.convergence import convergence_status
+
+    rows, used = [], {}
+    for protocol in PROTOCOLS:
+        for model in COMPARISON_MODELS:
+            found = find_run(root, model, protocol)
+            ref = ""
+            if model == "mtl_oca":
+                ref = (f"paper {PAPER['dice']:.2f} / {PAPER['accuracy']:.2f}" if protocol == "image" else
+                       f"reproduction {REPRODUCTION['dice']:.2f} / {REPRODUCTION['accuracy']:.2f}")
+            if found is None:
+                rows.append({"protocol": PROTOCOLS[protocol], "model": DISPLAY[model], "run": "not run yet",
+                             "Dice": "", "lesion Dice": "", "accuracy": "", "converged": "",
+                             "reference Dice / accuracy": ref})
+                continue
+            profile, rd = found
+            used[(model, protocol)] = rd
+            folds = pd.read_csv(rd / "fold_metrics.csv")
+            status = convergence_status(rd)
+            epochs = RunConfig.load(rd / "config.json").epochs
+            conv = ("unknown" if status["converged"] is None else
+                    f"{'yes' if status['converged'] else 'no'} ({status['rise']:+.3f})")
+            rows.append({"protocol": PROTOCOLS[protocol], "model": DISPLAY[model],
+                         "run": f"`{profile}`, {epochs} epochs", "Dice": _mean_std(folds["dice"]),
+                         "lesion Dice": _mean_std(folds["dice_lesion"]), "accuracy": _mean_std(folds["accuracy"]),
+                         "converged": conv, "reference Dice / accuracy": ref})
+    return pd.DataFrame(rows), used
+
+
+def sentences(used: dict) -> list[str]:
+    """Three plain sentences computed from the runs the table used."""
+    from mtloca_lib.engine.convergence import is_converged
+
+    def means(rd):
+        f = pd.read_csv(rd / "fold_metrics.csv")
+        return {m: float(f[m].mean()) for m in ("dice", "dice_lesion", "accuracy")}
+
+    out = []
+    mtl = used.get(("mtl_oca", "grouped"))
+    if mtl is not None:
+        m = means(mtl)
+        out.append(
+            f"Under the leakage-free grouped protocol MTL-OCA reaches Dice {m['dice']:.2f}, lesion Dice "
+            f"{m['dice_lesion']:.2f} and 3-class accuracy {m['accuracy']:.2f} on the shared BUSI subset, "
+            f"against the paper's {PAPER['dice']:.2f} / {PAPER['accuracy']:.2f} (image-level protocol) and the "
+            f"independent leakage-free reproduction's {REPRODUCTION['dice']:.2f} / {REPRODUCTION['accuracy']:.2f}; "
+            f"the convergence issue's targets (lesion Dice 0.72, accuracy 0.82) are "
+            f"{'met' if m['dice_lesion'] >= 0.72 and m['accuracy'] >= 0.82 else 'not met yet'}.")
+    else:
+        out.append("No complete grouped run of MTL-OCA with a current profile is committed yet.")
+    # the comparison takes both models from one profile (the newest where both are complete)
+    unet = None
+    if mtl is not None:
+        root = Path(mtl).parents[4]  # <root>/runs/busi/<profile>/grouped/<model>-seed0
+        for profile in PROFILES:
+            pair = [root / "runs" / "busi" / profile / "grouped" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
+            if all(_complete(rd) for rd in pair):
+                mtl, unet = pair
+                break
+    if mtl is not None and unet is not None:
+        a, b = means(mtl), means(unet)
+        both = is_converged(mtl) and is_converged(unet)
+        out.append(
+            f"Against UNet (ST) on the same folds (both `{Path(mtl).parents[1].name}`) MTL-OCA differs by "
+            f"{a['dice'] - b['dice']:+.3f} Dice, "
+            f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} "
+            "accuracy; " + ("both runs converged, so the paired tests in the results below test the paper's claim."
+                            if both else "the paper's claim is not tested on these runs: "
+                            + " and ".join(n for n, rd in (("MTL-OCA", mtl), ("UNet (ST)", unet))
+                                           if not is_converged(rd)) + " did not converge by the rule."))
+    else:
+        out.append("MTL-OCA and UNet (ST) cannot be compared yet: no profile has a complete grouped run of both.")
+    missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
+    out.append("Still missing with a current profile: " + (", ".join(missing) if missing else "nothing")
+               + "; the undertrained first runs (`cpu20`) are kept in the results further down for contrast.")
+    return out
+
+
+def draw_figure(used: dict, root: Path = REPO) -> Path | None:
+    """Learning curves of the grouped runs in the table (notebook 08's figure), for the README."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from mtloca_lib.report.convergence import learning_curves_figure
+    from mtloca_lib.report.common import save_figure
+
+    runs = {DISPLAY[m]: rd for (m, p), rd in used.items() if p == "grouped"}
+    if not runs:
+        return None
+    fig = learning_curves_figure(runs, title="BUSI, grouped protocol: validation curves per fold (thin) and mean")
+    save_figure(fig, (root / FIGURE).with_suffix(""), formats=("png",), dpi=110)
+    plt.close(fig)
+    return root / FIGURE
+
+
+def render(root: Path = REPO) -> str:
+    table, used = findings_table(root)
+    lines = ["## What we found (so far)", "",
+             "5-fold cross-validation on the shared BUSI subset (624 images), seed 0, mean ± std over folds, "
+             "from the committed runs (`python -m mtloca_lib.report.findings` regenerates this block and its figure; "
+             "full tables, tests and seeds under [Results](#results)). Reference numbers are second-hand: the "
+             "paper's (image-level) and an independent leakage-free reproduction's (grouped).", "",
+             table.to_markdown(index=False), ""]
+    if any(p == "grouped" for (_, p) in used):
+        lines += [f"![learning curves of the grouped runs]({FIGURE.as_posix()})", ""]
+    lines += [f"- {s}" for s in sentences(used)]
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: Path = REPO / "README.md", root: Path = REPO, figure: bool = True) -> bool:
+    """Rewrite the block (and draw the figure); True when the README changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + render(root) + END + tail
+    readme.write_text(new)
+    if figure:
+        draw_figure(findings_table(root)[1], root)
+    return new != text
+
+
+def readme_block(readme: Path = REPO / "README.md") -> str:
+    text = readme.read_text()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
+
+
+if __name__ == "__main__":
+    changed = update_readme()
+    print("README.md findings block " + ("updated" if changed else "unchanged"))
+    sys.exit(0)

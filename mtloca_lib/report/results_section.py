@@ -1,0 +1,276 @@
+"""The README's BUSI results block, generated from the committed runs (never typed by hand).
+
+``python -m mtloca_lib.report.results_section`` rewrites the block between
+``<!-- busi-results:begin -->`` and ``<!-- busi-results:end -->`` in README.md from:
+
+- complete run directories ``runs/busi/<profile>/<protocol>/<model>-seed<seed>``
+  (fold_metrics.csv, predictions.csv, manifest.json);
+- ``runs/busi/cpu20_on_cpu/...``: the same configuration run on a CPU (device check);
+- ``runs/busi/device_logs/fold_metrics_from_logs.csv``: fold metrics of runs whose
+  directories were lost, recovered from their job logs (marked as such).
+
+A test (tests/test_results_section.py) checks that the README block equals what this
+module renders from the committed files, so the numbers cannot drift from the runs.
+"""
+from __future__ import annotations
+
+from mtloca_lib.runio import REPO_ROOT
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
+from mtloca_lib.engine.experiments import run_complete as _complete
+
+REPO = REPO_ROOT
+BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
+METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
+PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
+
+
+def _device(run_dir: Path) -> str:
+    env = json.loads((run_dir / "manifest.json").read_text()).get("environment", {})
+    if env.get("gpu"):
+        return env["gpu"]
+    if str(env.get("device", "cpu")).startswith("cpu"):
+        return f"CPU ({env.get('cpu_count', '?')} cores)"
+    return str(env.get("device"))
+
+
+def _converged(run_dir: Path) -> str:
+    """The convergence rule's verdict in a word (mtloca_lib.engine.convergence)."""
+    from mtloca_lib.engine.convergence import convergence_status
+
+    status = convergence_status(run_dir)
+    if status["converged"] is None:
+        return "unknown (no validation curve)"
+    return f"{'yes' if status['converged'] else 'no'} ({status['rise']:+.3f})"
+
+
+def _fmt(values, decimals: int = 3) -> str:
+    v = np.asarray(values, dtype=float)
+    v = v[np.isfinite(v)]
+    if len(v) == 0:
+        return "n/a"
+    return f"{v.mean():.{decimals}f} ± {v.std(ddof=1) if len(v) > 1 else 0.0:.{decimals}f}"
+
+
+def _row(folds: pd.DataFrame, decimals: int = 3) -> dict:
+    return {m: _fmt(folds[m], 1 if m == "hd95_lesion" else decimals) for m in METRICS if m in folds}
+
+
+def _md(df: pd.DataFrame) -> str:
+    return df.to_markdown(index=False)
+
+
+def comparison_block(root: Path, profile: str) -> list[str]:
+    rows, tests_runs = [], {}
+    for protocol in ("image", "grouped"):
+        for model in COMPARISON_MODELS:
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            if not _complete(rd):
+                continue
+            tests_runs.setdefault(protocol, {})[model] = rd
+            rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
+                         **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
+                         "converged": _converged(rd)})
+    if not rows:
+        return []
+    out = ["**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** "
+           "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
+           "lesion Dice/HD95 (pixels at 128 px) over images with a lesion; accuracy and macro AUC "
+           "of the 3-class prediction.", "", _md(pd.DataFrame(rows)), ""]
+    # the protocol effect, per model, in mean over folds
+    eff = []
+    for model in COMPARISON_MODELS:
+        if all(model in tests_runs.get(p, {}) for p in ("image", "grouped")):
+            a = pd.read_csv(tests_runs["image"][model] / "fold_metrics.csv")
+            b = pd.read_csv(tests_runs["grouped"][model] / "fold_metrics.csv")
+            eff.append({"model": DISPLAY[model],
+                        **{f"Δ {m} (grouped − image)": f"{b[m].mean() - a[m].mean():+.3f}"
+                           for m in ("dice", "dice_lesion", "iou", "accuracy", "macro_auc")}})
+    if eff:
+        out += ["**How much the leakage-free protocol changes each number** (grouped minus image-level, "
+                "means over folds):", "", _md(pd.DataFrame(eff)), ""]
+    from mtloca_lib.engine.comparisons import holm, paired_tests
+
+    if len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values()):
+        t = paired_tests(tests_runs, [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")])
+        t["p_holm"] = holm(t["p_value"])
+        shown = pd.DataFrame({
+            "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
+            "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
+            "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
+            "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
+                                        zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
+            "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
+            "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+            "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
+        })
+        out += ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
+                "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
+                f"{len(t)} tests):", "", _md(shown), ""]
+    return out
+
+
+def ablation_block(root: Path, profile: str) -> list[str]:
+    logs_csv = root / "runs" / "busi" / "device_logs" / "fold_metrics_from_logs.csv"
+    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    rows = []
+    for protocol in ("image", "grouped"):
+        for model in ABLATION_MODELS:
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            found = False
+            if _complete(rd):
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                             **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
+                             "source": "run directory"})
+                found = True
+            if len(logs) and not (found and _device(rd) == "NVIDIA H200"):
+                # the same configuration's lost H200 run, kept beside a later (CPU) run directory
+                sel = logs[(logs["model"] == model) & (logs["protocol"] == protocol) & (logs["seed"] == 0)]
+                if len(sel) == 5:
+                    rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                                 **_row(sel), "device": "NVIDIA H200", "source": "job logs (fold metrics only)"})
+                    found = True
+            if not found:
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                             "source": "not complete yet"})
+        cpu_rd = root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"
+        if _complete(cpu_rd):
+            rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
+                         **_row(pd.read_csv(cpu_rd / "fold_metrics.csv")), "device": _device(cpu_rd),
+                         "source": "run directory (runs/busi/cpu20_on_cpu)"})
+    table = pd.DataFrame(rows).fillna("")
+    out = ["**Table 6 (ablation): mean ± std over folds, seed 0.** (1) no OCA, classification from "
+           "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
+           "model.", "", _md(table), ""]
+    return out + ablation_tests_block(root, profile)
+
+
+def ablation_tests_block(root: Path, profile: str) -> list[str]:
+    """Paired tests of Table 6, only between complete runs made on the same device."""
+    from mtloca_lib.engine.comparisons import holm, paired_tests
+
+    runs = {}
+    for protocol in ("image", "grouped"):
+        variants = {m: root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ABLATION_MODELS[:2]}
+        if not all(_complete(rd) for rd in variants.values()):
+            continue
+        devices = {_device(rd) for rd in variants.values()}
+        candidates = [root / "runs" / "busi" / profile / protocol / "mtl_oca-seed0",
+                      root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"]
+        same = [rd for rd in candidates if _complete(rd) and {_device(rd)} == devices]
+        if len(devices) == 1 and same:
+            runs[protocol] = {"mtl_oca": same[0], **variants}
+    if not runs:
+        return []
+    t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2]])
+    t["p_holm"] = holm(t["p_value"])
+    shown = pd.DataFrame({
+        "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
+        "comparison": [f"MTL-OCA vs {DISPLAY[b]}" for b in t["model_b"]],
+        "device": [_device(runs[p]["mtl_oca"]) for p in t["protocol"]],
+        "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
+        "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
+                                    zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
+        "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
+        "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+        "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
+    })
+    return ["**Table 6, paired tests** (only between runs made on the same device, so that the "
+            "device's different random draws do not pass for a model effect; Holm over these tests):",
+            "", _md(shown), ""]
+
+
+def spread_block(root: Path, profile: str) -> list[str]:
+    rows = []
+    base = root / "runs" / "busi"
+    logs_csv = base / "device_logs" / "fold_metrics_from_logs.csv"
+    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    for model in ("mtl_oca", "unet_st"):
+        for seed in (0, 1, 2):
+            rd = base / profile / "grouped" / f"{model}-seed{seed}"
+            if _complete(rd):
+                folds, dev, src = pd.read_csv(rd / "fold_metrics.csv"), _device(rd), "run directory"
+            elif len(logs) and len(sel := logs[(logs["model"] == model) & (logs["protocol"] == "grouped")
+                                               & (logs["seed"] == seed)]) == 5:
+                folds, dev, src = sel, "NVIDIA H200", "job logs"
+            else:
+                continue
+            rows.append({"model": DISPLAY[model], "seed": seed, "device": dev, "source": src,
+                         "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
+                         "accuracy": f"{folds['accuracy'].mean():.3f}"})
+        for seed in (0, 1, 2):
+            cpu_rd = base / "cpu20_on_cpu" / "grouped" / f"{model}-seed{seed}"
+            if not _complete(cpu_rd):
+                continue
+            folds = pd.read_csv(cpu_rd / "fold_metrics.csv")
+            rows.append({"model": DISPLAY[model], "seed": seed, "device": _device(cpu_rd), "source": "run directory (cpu20_on_cpu)",
+                         "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
+                         "accuracy": f"{folds['accuracy'].mean():.3f}"})
+    if not rows:
+        return []
+    return ["**Run-to-run spread (grouped protocol, means over folds):** the same configuration with "
+            "another seed, or on another device. The H200 runs drew augmentations and batch orders on the "
+            "CUDA random generator, so their seed 0 is a different run from the CPU's seed 0 (since "
+            "then both devices draw them on the CPU generator, and a seed means the same draws "
+            "everywhere).", "",
+            _md(pd.DataFrame(rows)), ""]
+
+
+def seeds_block(root: Path) -> list[str]:
+    """Model difference against seed noise, from the CPU runs of several seeds (grouped protocol)."""
+    from mtloca_lib.engine import seeds
+
+    base = root / "runs" / "busi" / "cpu20_on_cpu" / "grouped"
+    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in ("mtl_oca", "unet_st")}
+    if min(len(v) for v in runs.values()) < 2:
+        return []
+    table = seeds.seed_level_test(seeds.seed_table(runs), "mtl_oca", "unet_st")
+    shown = pd.DataFrame({
+        "metric": table["metric"],
+        "MTL-OCA (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_a"], table["sd_a"])],
+        "UNet (ST) (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_b"], table["sd_b"])],
+        "seeds": [f"{a} / {b}" for a, b in zip(table["n_seeds_a"], table["n_seeds_b"])],
+        "difference (MTL-OCA − UNet (ST))": [f"{d:+.3f}" for d in table["difference"]],
+        "|difference| / larger seed sd": [f"{r:.1f}" for r in table["difference_in_seed_sd"]],
+        "Welch p over seeds": [f"{p:.2g}" for p in table["p_value"]],
+    })
+    text = seeds.describe(table, seeds.same_model_tests(runs))
+    return ["**Model difference against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.engine.seeds`).** "
+            "Each seed's 5-fold run is one observation; Welch's t-test over the seed means.", "",
+            _md(shown), "", text, ""]
+
+
+def render(root: Path = REPO, profile: str = "cpu20") -> str:
+    lines = (comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
+             + seeds_block(root))
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def update_readme(readme: Path = REPO / "README.md", root: Path = REPO) -> bool:
+    """Rewrite the block in README.md; returns True when it changed."""
+    text = readme.read_text()
+    if BEGIN not in text or END not in text:
+        raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
+    head, rest = text.split(BEGIN, 1)
+    _, tail = rest.split(END, 1)
+    new = head + BEGIN + "\n" + render(root) + END + tail
+    readme.write_text(new)
+    return new != text
+
+
+def readme_block(readme: Path = REPO / "README.md") -> str:
+    text = readme.read_text()
+    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
+
+
+if __name__ == "__main__":
+    changed = update_readme()
+    print("README.md results block " + ("updated" if changed else "unchanged"))
+    sys.exit(0)
