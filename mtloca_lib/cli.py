@@ -6,6 +6,8 @@ Run ``mtloca <command> --help`` for every option. Examples::
         --data ../shared/data/BUSI/Dataset_BUSI_with_GT --protocol grouped --run-dir runs/busi/mtl_oca
     mtloca summary runs/busi/mtl_oca runs/busi/unet_st
     mtloca predict --weights runs/busi/mtl_oca/fold0/model.pt --out preds/ image1.png image2.png
+
+May import: any stage (a face of the package: the command line, ``make reproduce``).
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Errors raised on bad input. Each message names the file and says what to do."""
+"""Errors raised on bad input. Each message names the file and says what to do.
+
+May import: the standard library and third-party packages only (a base module: nothing of the package).
+"""
 
 
 class DataError(ValueError):

@@ -1,6 +1,8 @@
 """What the processor can do fast: the one place that decides a dtype from the hardware.
 
 Imports nothing from the package, so every stage (data preparation, the engine) may use it.
+
+May import: the standard library and third-party packages only (a base module: nothing of the package).
 """
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ licensed on request: whenever it is in play (``--dataset udiat`` or a UDIAT root
 notebook 05), every figure of UDIAT images is stripped from the executed copies, always,
 and ``--data-images`` defaults to ``strip``; notebook 05 then saves its Figure 7 as
 ``figure7_udiat``, a name ``.gitignore`` keeps out of git.
+
+May import: any stage (a face of the package: the command line, ``make reproduce``).
 """
 from __future__ import annotations
 

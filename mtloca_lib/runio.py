@@ -3,6 +3,8 @@
 Every file a run writes goes through :func:`atomic_write_bytes` (write to a
 temporary file in the same folder, flush, fsync, then ``os.replace``), so a run
 killed at any moment leaves either the old file or the new one, never half of one.
+
+May import: the standard library and third-party packages only (a base module: nothing of the package).
 """
 from __future__ import annotations
 

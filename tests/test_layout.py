@@ -99,9 +99,17 @@ def test_the_check_catches_upward_and_sideways_imports(tmp_path):
 
 
 def test_every_module_opens_with_a_docstring():
-    missing = [str(p.relative_to(PKG.parent)) for p in sorted(PKG.rglob("*.py"))
-               if p.name != "__main__.py" and ast.get_docstring(ast.parse(p.read_text())) is None]
+    missing, no_rule = [], []
+    for p in sorted(PKG.rglob("*.py")):
+        if p.name == "__main__.py":
+            continue
+        doc = ast.get_docstring(ast.parse(p.read_text()))
+        if doc is None:
+            missing.append(str(p.relative_to(PKG.parent)))
+        elif p != PKG / "__init__.py" and "may import" not in doc.lower():
+            no_rule.append(str(p.relative_to(PKG.parent)))
     assert not missing, f"modules without a docstring saying what they hold: {missing}"
+    assert not no_rule, f"module docstrings that do not say what the module may import: {no_rule}"
 
 
 def test_notebooks_import_only_the_report_layer_and_the_engine_parameters():

@@ -20,6 +20,8 @@ Rotation, flip and crop-zoom are folded into one affine map and one resampling
 original field of view both are 0. All randomness comes from the
 ``torch.Generator`` passed in: one (B, 8) uniform draw per call, so a run is
 reproducible whatever options are switched on.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -17,6 +17,8 @@ is ``RawDataset.source``. Files whose names do not end in ``.png`` (``.DS_Store`
 
 The PNG helpers :func:`read_grey_png` and :func:`read_mask_png` are shared with
 the UDIAT reader.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

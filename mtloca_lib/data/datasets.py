@@ -20,6 +20,8 @@ An entry is ``<name>-<size>-<key16>.npz`` plus a ``.json`` sidecar, each written
 to a temporary file in the cache folder and moved into place with
 ``os.replace``; the sidecar goes last and marks the entry complete. An entry that
 cannot be read is rebuilt with a warning.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

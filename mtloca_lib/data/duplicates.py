@@ -24,6 +24,8 @@ How it works:
    "hub" images that resemble many others).
 
 Tuning, what it found on BUSI and its limits: docs/near_duplicates.md.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -19,6 +19,8 @@ files and the fix: an image without a mask, a mask without an image, a sheet row
 no file, a file without a row, a row without a class, a file listed twice.
 
 Paths in the cases are POSIX paths relative to ``root``.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -27,6 +27,8 @@ The mask is the lesion's exact support (before any edge blur), bool (H, W).
 Every case draws from its own generator seeded by ``(seed, label, index)``, so
 the same seed gives byte-identical images and growing ``n_per_class`` keeps the
 earlier cases unchanged.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -16,6 +16,8 @@ Choices the paper leaves open (listed in the README's interpretations table):
   Other choices (``deriv_norm``): ``"max"`` (per image, by its maximum) or a
   number (one fixed scale for every image, so an edgeless image keeps a weak
   channel instead of having its speckle stretched to full range).
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

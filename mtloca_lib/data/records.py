@@ -4,6 +4,8 @@ A reader (BUSI, UDIAT, the phantom) produces a :class:`RawDataset` of
 :class:`RawCase` records at their native size. :func:`mtloca_lib.data.preprocess.prepare`
 turns it into a :class:`PreparedDataset` of fixed-size arrays, which is what is
 cached, split into folds and fed to training.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -12,6 +12,8 @@ Two protocols:
   as one unit, its members counted under their own classes when balancing.
 
 Both return one fold index (0..k-1) per sample and are deterministic for a given seed.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -1,4 +1,7 @@
-"""Table 1: what is in a dataset, per class and in total."""
+"""Table 1: what is in a dataset, per class and in total.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+"""
 from __future__ import annotations
 
 import numpy as np

@@ -13,6 +13,8 @@ digits. Every row must have both files and every file a row. Class indices follo
 ``"udiat-000001"``. Paths in the cases are POSIX paths relative to ``root``;
 the Diagnosis column is not used. The dataset is licensed on request only: the
 project reads it from wherever the user keeps it and never copies it.
+
+May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
 from __future__ import annotations
 

@@ -33,6 +33,8 @@ sizes the tests use).
 instead: a short cross-validation run of the plain path and of the fast path
 (and of the plain path with another seed, the noise reference) on the phantom,
 written to ``convergence.csv`` / ``convergence.md``.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

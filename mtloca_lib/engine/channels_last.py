@@ -19,6 +19,8 @@ two in the backward); this one needs three per wide GroupNorm and is simpler (on
 autograd function, no hooks). Measured against it in one process on the 2-core CPU
 (``benchmarks/bench_groupnorm_layout.py``, docs/benchmarks.md): the same speed within
 noise (training step -3 % to +4 % across models and thread counts).
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -20,6 +20,8 @@ Profiles (:data:`PROFILES`) are named sets of overrides:
   committed runs made with it.
 - ``paper``: the paper's schedule (Adam, initial rate 1e-3 with cosine decay, batch 16,
   400 epochs), meant for a GPU.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

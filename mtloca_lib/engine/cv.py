@@ -14,6 +14,8 @@ A run directory holds::
 
 Rerunning the same call resumes: finished folds are skipped, a fold that was
 interrupted restarts from its last epoch checkpoint.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -4,6 +4,8 @@ Notebooks get their parameters from :func:`notebook_params` (papermill ``-p`` va
 or the ``MTLOCA_*`` environment variables, so nbval and papermill drive the same
 notebook), then ask for run directories by model and protocol. Run directories are
 laid out as ``<run_root>/<dataset>/<profile>/<protocol>/<model>-seed<seed>``.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -28,6 +28,8 @@ the second one's renormalised probability. With fewer than two shared classes th
 nothing to classify: classification metrics are NaN and the manifest says why. A mapping
 under which no class of the other dataset reaches the model, or one that names a class
 neither side has, is an error.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

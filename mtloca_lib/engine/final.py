@@ -16,6 +16,8 @@ With ``val_fraction`` > 0 a validation part (stratified, grouped by near-duplica
 under the grouped protocol) is still held out, for the learning curve only; the last
 epoch is kept. The training seed is that of fold ``k`` of a cross-validation run with the
 same config (one past its last fold), so it never repeats a fold's seed.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ Regenerate the table in ``docs/models.md``::
 
     python -m mtloca_lib.engine.flops            # writes docs/models.md and README.md between their markers
     python -m mtloca_lib.engine.flops --print    # prints the Markdown table only
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -8,6 +8,8 @@ A forward hook on the layer captures its output; the gradient is taken with
 ``torch.autograd.grad`` with respect to that captured tensor, so no backward hook is
 needed and no parameter's ``.grad`` is touched. The hook is removed on exit (also on
 error) and every module's train/eval flag is restored.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

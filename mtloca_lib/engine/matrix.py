@@ -16,6 +16,8 @@ Example (GPU machine, data copied as a prepared cache file)::
         --data /work/shared/data/BUSI/Dataset_BUSI_with_GT \\
         --prepared .cache/mtloca/busi-128-4cad684820ed6b68.npz \\
         --models mtl_oca unet_st --protocols grouped --seeds 0 --workers 10 --split-folds
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

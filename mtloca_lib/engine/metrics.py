@@ -22,6 +22,8 @@ exactly): the boundary of a mask is ``mask & ~binary_erosion(mask)`` with the
 are Euclidean, in pixels, from every boundary pixel of one mask to the nearest
 boundary pixel of the other (``scipy.ndimage.distance_transform_edt``); HD95 is the
 larger of the two directed 95th percentiles (linear interpolation).
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

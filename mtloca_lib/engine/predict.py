@@ -4,6 +4,8 @@ For each input image this writes ``<stem>_mask.png`` (the lesion mask at the
 image's native size), ``<stem>_overlay.png`` (the image with the predicted contour
 and the class probabilities in the title) and one ``probabilities.csv`` for all
 images. Every input is read and checked before anything is written.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

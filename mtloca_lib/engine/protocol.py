@@ -4,6 +4,8 @@ The grouped protocol needs near-duplicate groups, found on the images at their
 native size (:mod:`mtloca_lib.data.duplicates`). Finding them takes a while on real
 data, so the groups are cached beside the prepared arrays, keyed by the data's
 content fingerprint and the detector's version.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

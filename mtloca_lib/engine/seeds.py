@@ -12,6 +12,8 @@ this module asks the question at the level where the randomness lives:
 - :func:`same_model_tests`: the per-image paired tests between seeds of *one* model: a
   calibration; where they come out "significant", per-image tests between models
   overstate what is known.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -2,6 +2,8 @@
 
 All functions return plain dicts or tidy DataFrames so notebooks can tabulate them.
 Randomness only through an explicit ``seed``.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@ when the run holds out a validation part of the training fold (``val_fraction``)
 ``val_dice`` (all images), ``val_dice_lesion``, ``val_accuracy`` and the validation
 loss terms (``val_seg``, ``val_seg_soft``, ``val_cls``, ``val_total``). The test fold
 is never evaluated during training.
+
+May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
 from __future__ import annotations
 

@@ -6,6 +6,9 @@ logits; "seg_soft" (B, 2, H, W) soft-object-region logits (OCA models only);
 "cls" (B, n_classes) logits (absent for a pure segmenter). ``model.gradcam_layer``
 names the module whose output is the classification head's input map;
 :func:`gradcam_module` returns it.
+
+Modules of this folder may import torch and each other only: never ``data``, ``engine`` or
+``report`` (a model knows nothing of datasets or training).
 """
 from __future__ import annotations
 

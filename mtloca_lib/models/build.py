@@ -5,6 +5,8 @@ A ``ModelConfig`` round-trips through a dict (and so through JSON or YAML)::
     cfg = ModelConfig(arch="mtl_oca", variant="no_oca", widths=(8, 16, 32))
     model = build_model(cfg)                   # or build_model(cfg.to_dict())
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

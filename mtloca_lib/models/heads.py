@@ -1,4 +1,7 @@
-"""The classification head: global pooling and a two-layer MLP."""
+"""The classification head: global pooling and a two-layer MLP.
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+"""
 from __future__ import annotations
 
 import torch

@@ -14,6 +14,8 @@ on the final mask: a departure from the paper, off by default). Terms are named 
 For the imbalance the paper's discussion mentions, the classification term can
 use class weights and/or a focal loss (Lin et al., ICCV 2017); both are off by
 default, which is the paper's plain cross-entropy.
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

@@ -13,6 +13,8 @@ down-sampling path (e.g., UNet's encoder)":
 - classification branch: pooling + the same two-layer MLP as MTL-OCA, on the
   bottleneck features, trained jointly (the classification loss shapes the
   encoder, unlike UNet (ST)).
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

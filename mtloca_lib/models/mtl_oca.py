@@ -10,6 +10,8 @@ Variants (``variant``):
   final mask, and the classifier reads that mask's logits.
 - ``"oca_cls_from_mask"`` (configuration 2): OCA as in the proposed model, but the
   classifier reads the OCA-enhanced mask logits.
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

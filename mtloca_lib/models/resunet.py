@@ -12,6 +12,8 @@ Module names (stable, used by Grad-CAM and the gradient tests), for L levels:
 ``encoder.0 .. encoder.{L-1}`` (full resolution first), ``bottleneck``,
 ``decoder.0 .. decoder.{L-1}`` (deepest first; ``decoder.{L-1}`` returns the
 full-resolution features that ``forward`` returns).
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

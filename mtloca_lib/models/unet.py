@@ -8,6 +8,8 @@ explicit and keep it single-task: a classification head reads the bottleneck
 trained by the segmentation loss alone; the probe is trained by the
 classification loss alone, in the same run. Its classification numbers measure
 how much class information a segmentation-only network's encoder holds.
+
+May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
 from __future__ import annotations
 

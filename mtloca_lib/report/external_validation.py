@@ -13,6 +13,8 @@ only: no UDIAT image, mask or heat map is drawn or saved), otherwise a *shifted 
 the phantom drawn with another seed and only the two lesion classes, then given another
 contrast curve and extra speckle (:func:`mtloca_lib.engine.external.shift_appearance`), written
 as a folder dataset in the cache so the folder reader is exercised as well.
+
+May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
 """
 from __future__ import annotations
 

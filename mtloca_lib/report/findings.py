@@ -7,6 +7,8 @@ first profile in :data:`PROFILES` (the newest recipe first) whose five folds are
 committed; a missing run is listed as missing, never filled in. A test
 (tests/test_findings.py) checks that the README block equals what this module renders,
 so the opening cannot drift from the runs.
+
+May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
 """
 from __future__ import annotations
 

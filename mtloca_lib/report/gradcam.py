@@ -16,6 +16,8 @@ fraction of the heat map's mass (sum of the map's values) that lies inside the
 true lesion, and inside the lesion dilated by a few pixels. A map spread
 uniformly over the image would put exactly the lesion's area fraction inside it,
 so the table shows that fraction beside it.
+
+May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
 """
 from __future__ import annotations
 

@@ -11,6 +11,8 @@
 
 A test (tests/test_results_section.py) checks that the README block equals what this
 module renders from the committed files, so the numbers cannot drift from the runs.
+
+May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
 """
 from __future__ import annotations
 
