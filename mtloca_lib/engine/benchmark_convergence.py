@@ -8,6 +8,9 @@ May import: the engine (config, cross-validation), ``mtloca_lib.runio``.
 """
 from __future__ import annotations
 
+from mtloca_lib.engine.benchmark_output import _fmt, _load_str
+from mtloca_lib.engine.roofline import load1
+
 import os
 import tempfile
 import time
@@ -16,22 +19,6 @@ from typing import Callable
 import pandas as pd
 from mtloca_lib.engine.config import make_config
 from mtloca_lib.runio import atomic_write_text, environment_info, write_csv
-from mtloca_lib.engine.roofline import (  # noqa: F401  (the pieces live there; re-exported)
-    load1,
-    rss_peak_mib,
-    _sync,
-    _cuda_peak_reset,
-    _cuda_peak_mib,
-    interleaved,
-    matmul_peak,
-)
-from mtloca_lib.engine.benchmark_output import (  # noqa: F401  (the pieces live there; re-exported)
-    _fmt,
-    to_markdown,
-    _load_str,
-    write_results,
-    print_table,
-)
 
 
 # ---------------------------------------------------------------- convergence

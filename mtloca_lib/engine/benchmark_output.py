@@ -12,15 +12,6 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from mtloca_lib.runio import atomic_write_text, write_csv
-from mtloca_lib.engine.roofline import (  # noqa: F401  (the pieces live there; re-exported)
-    load1,
-    rss_peak_mib,
-    _sync,
-    _cuda_peak_reset,
-    _cuda_peak_mib,
-    interleaved,
-    matmul_peak,
-)
 
 
 # ---------------------------------------------------------------- output

@@ -8,6 +8,8 @@ May import: ``mtloca_lib.data``, the engine's config, ``engine.roofline``.
 """
 from __future__ import annotations
 
+from mtloca_lib.engine.roofline import interleaved, load1, rss_peak_mib
+
 from typing import TYPE_CHECKING
 
 from mtloca_lib.engine.benchmark_output import COLUMNS
@@ -19,25 +21,6 @@ import statistics
 import time
 from typing import Callable
 import torch
-from mtloca_lib.engine.roofline import (  # noqa: F401  (the pieces live there; re-exported)
-    load1,
-    rss_peak_mib,
-    _sync,
-    _cuda_peak_reset,
-    _cuda_peak_mib,
-    interleaved,
-    matmul_peak,
-)
-from mtloca_lib.engine.benchmark_output import (  # noqa: F401  (the pieces live there; re-exported)
-    _fmt,
-    to_markdown,
-    _load_str,
-    write_results,
-    print_table,
-)
-from mtloca_lib.engine.benchmark_convergence import (  # noqa: F401  (the pieces live there; re-exported)
-    convergence,
-)
 
 
 def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:

@@ -269,3 +269,28 @@ def path_free_log(params: NotebookParams, printer: Callable[[str], None] = print
 
     return log
 
+
+
+def replace_block(path: Path, begin: str, end: str, body: str) -> bool:
+    """Rewrite the text between the markers ``begin`` and ``end`` in ``path`` (atomically).
+
+    Used for the README's generated blocks. Returns True when the file changed.
+
+    Raises:
+        ValueError: the file lacks one of the markers.
+    """
+    from mtloca_lib.runio import atomic_write_text
+
+    text = Path(path).read_text()
+    if begin not in text or end not in text:
+        raise ValueError(f"{path} has no {begin} ... {end} block")
+    head, rest = text.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    new = head + begin + "\n" + body + end + tail
+    atomic_write_text(path, new)
+    return new != text
+
+
+def read_block(path: Path, begin: str, end: str) -> str:
+    """The text between the markers ``begin`` and ``end`` in ``path``."""
+    return Path(path).read_text().split(begin, 1)[1].split(end, 1)[0].lstrip("\n")

@@ -257,19 +257,15 @@ def render(root: Path = REPO, profile: str = "cpu20") -> str:
 
 def update_readme(readme: Path = REPO / "README.md", root: Path = REPO) -> bool:
     """Rewrite the block in README.md; returns True when it changed."""
-    text = readme.read_text()
-    if BEGIN not in text or END not in text:
-        raise ValueError(f"{readme} has no {BEGIN} ... {END} block")
-    head, rest = text.split(BEGIN, 1)
-    _, tail = rest.split(END, 1)
-    new = head + BEGIN + "\n" + render(root) + END + tail
-    readme.write_text(new)
-    return new != text
+    from mtloca_lib.report.common import replace_block
+
+    return replace_block(readme, BEGIN, END, render(root))
 
 
 def readme_block(readme: Path = REPO / "README.md") -> str:
-    text = readme.read_text()
-    return text.split(BEGIN, 1)[1].split(END, 1)[0].lstrip("\n")
+    from mtloca_lib.report.common import read_block
+
+    return read_block(readme, BEGIN, END)
 
 
 if __name__ == "__main__":
