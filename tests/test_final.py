@@ -77,3 +77,26 @@ def test_cli_holdout_none_then_predict(tmp_path, cache, capsys):
     assert main(["predict", "--weights", str(run / "model.pt"), "--out", str(tmp_path / "out"),
                  str(tmp_path / "scan.png")]) == 0
     assert (tmp_path / "out" / "probabilities.csv").exists()
+
+
+def test_readme_predict_example_weights_are_committed_and_load(tmp_path):
+    """The README's `mtloca predict --weights ...` examples name weights that exist and predict."""
+    import re
+
+    from PIL import Image
+
+    from mtloca_lib.engine.predict import load_weights
+    from mtloca_lib.data.phantom import make_phantom
+
+    repo = Path(__file__).resolve().parents[1]
+    paths = sorted(set(re.findall(r"mtloca predict --weights (\S+)", (repo / "README.md").read_text())))
+    assert paths, "the README shows no predict example"
+    case = make_phantom(n_per_class=(0, 1, 0), seed=1).cases[0]
+    Image.fromarray(case.image).save(tmp_path / "scan.png")
+    for rel in paths:
+        weights = repo / rel
+        assert weights.exists(), f"README's predict example names {rel}, which is not committed"
+        model, cfg, classes = load_weights(weights)
+        assert classes and cfg.size > 0
+        assert main(["predict", "--weights", str(weights), "--out", str(tmp_path / weights.parent.name),
+                     str(tmp_path / "scan.png")]) == 0
