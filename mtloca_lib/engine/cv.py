@@ -120,6 +120,23 @@ def _locked(run_dir: Path):
             fcntl.flock(fh, fcntl.LOCK_UN)
 
 
+def check_run_config(run_dir: Path, cfg: RunConfig) -> None:
+    """Raise :class:`RunConfigMismatch` when ``run_dir`` already holds a run of another config."""
+    cfg_path = Path(run_dir) / "config.json"
+    if cfg_path.exists():
+        old = RunConfig.from_dict(read_json(cfg_path))
+        if old.digest() != cfg.digest():
+            diff = {
+                k: (old.identity()[k], cfg.identity()[k])
+                for k in cfg.identity()
+                if old.identity()[k] != cfg.identity()[k]
+            }
+            raise RunConfigMismatch(
+                f"{run_dir} already holds a run with a different configuration "
+                f"(differs in {diff}); choose another run directory or delete it"
+            )
+
+
 def run_cv(
     cfg: RunConfig,
     run_dir: str | Path,
@@ -146,18 +163,7 @@ def run_cv(
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
-    if cfg_path.exists():
-        old = RunConfig.from_dict(read_json(cfg_path))
-        if old.digest() != cfg.digest():
-            diff = {
-                k: (old.identity()[k], cfg.identity()[k])
-                for k in cfg.identity()
-                if old.identity()[k] != cfg.identity()[k]
-            }
-            raise RunConfigMismatch(
-                f"{run_dir} already holds a run with a different configuration "
-                f"(differs in {diff}); choose another run directory or delete it"
-            )
+    check_run_config(run_dir, cfg)
     wanted = cfg.folds if cfg.folds is not None else list(range(cfg.k))
     if all((run_dir / f"fold{f}" / "metrics.json").exists() for f in wanted):
         # Nothing to train: leave config and manifest (they describe where the run was made).

@@ -65,19 +65,14 @@ def train_final(
         RunConfigMismatch: ``run_dir`` holds a run of another configuration.
         ValueError: ``run_dir`` holds a cross-validation run.
     """
-    from mtloca_lib.engine.cv import RunConfigMismatch, fold_table, load_data
+    from mtloca_lib.engine.cv import check_run_config, fold_table, load_data
     from mtloca_lib.data.splits import validation_split
     from mtloca_lib.engine.train import select_device, train_fold
 
     run_dir = Path(run_dir)
     weights = run_dir / "model.pt"
+    check_run_config(run_dir, cfg)
     if (run_dir / "config.json").exists():
-        old = RunConfig.from_dict(read_json(run_dir / "config.json"))
-        if old.digest() != cfg.digest():
-            raise RunConfigMismatch(
-                f"{run_dir} already holds a run with a different configuration; choose another "
-                "run directory or delete it"
-            )
         if not is_final_run(run_dir) and any(run_dir.glob("fold*/")):
             raise ValueError(f"{run_dir} holds a cross-validation run; give --holdout none its own --run-dir")
     if weights.exists():
