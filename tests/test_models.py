@@ -83,6 +83,20 @@ def test_unet_st_without_probe_is_a_pure_segmenter():
         gradcam_module(model)
 
 
+@pytest.mark.parametrize("spec", ALL, ids=IDS)
+def test_decoder_without_up_conv(spec):
+    with_conv = build_model({**spec, **SMALL})
+    plain = build_model({**spec, **SMALL, "up_conv": False})
+    x = torch.rand(2, 2, 32, 32)
+    out = plain(x)
+    assert out["seg"].shape == (2, 2, 32, 32)
+    assert all(isinstance(level.up_conv, nn.Identity) for level in plain.backbone.decoder)
+    # the block now reads the upsampled map at its own width: different parameter counts
+    assert count_params(plain) != count_params(with_conv)
+    # the default config does not name the field in a run's identity
+    assert ModelConfig().up_conv is True
+
+
 def test_group_count():
     assert group_count(16, 8) == 8
     assert group_count(12, 8) == 6

@@ -56,6 +56,9 @@ class ModelConfig:
             (None: widths[0]).
         dense_layers: mt_dunet only: layers per dense block.
         cls_probe: unet_st only: attach the detached classification probe.
+        up_conv: each decoder level applies a 3x3 convolution to the upsampled map
+            before the skip concatenation (default True); False leaves it out, so the
+            level's block reads the upsampled map and the skip directly.
     """
 
     arch: str = "mtl_oca"
@@ -73,6 +76,7 @@ class ModelConfig:
     cls_source: str = "decoder"
     dense_layers: int = 3
     cls_probe: bool = True
+    up_conv: bool = True
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -181,7 +185,8 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
     common = dict(in_channels=cfg.in_channels, n_classes=cfg.n_classes, widths=cfg.widths,
                   bottleneck_width=cfg.resolved_bottleneck_width,
                   gn_groups=-cfg.gn_channels if cfg.gn_channels else cfg.gn_groups,
-                  cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout)
+                  cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout,
+                  up_conv=cfg.up_conv)
     if cfg.arch == "mtl_oca":
         model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
                                   cls_source=cfg.cls_source, **common)

@@ -36,7 +36,7 @@ class MTLOCA(nn.Module):
     Args:
         in_channels: 1 (image) or 2 (image + Gaussian-derivative magnitude).
         n_classes: classification outputs (3 for BUSI, 2 for UDIAT).
-        widths, bottleneck_width, gn_groups: backbone (see :class:`ResUNet`).
+        widths, bottleneck_width, gn_groups, up_conv: backbone (see :class:`ResUNet`).
         variant: one of :data:`MTLOCA_VARIANTS`.
         key_channels: d of the OCA relation (default: ``widths[0]``).
         cls_pool, cls_hidden, dropout: classification head (see
@@ -59,7 +59,7 @@ class MTLOCA(nn.Module):
                  widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
                  gn_groups: int = 8, variant: str = "proposed", key_channels: int | None = None,
                  cls_pool: str = "avgmax", cls_hidden: int = 64, dropout: float = 0.1,
-                 cls_source: str = "decoder"):
+                 cls_source: str = "decoder", up_conv: bool = True):
         super().__init__()
         if variant not in MTLOCA_VARIANTS:
             raise ValueError(f"unknown MTL-OCA variant {variant!r}; choose one of {MTLOCA_VARIANTS}")
@@ -70,7 +70,7 @@ class MTLOCA(nn.Module):
                              f"(variant {variant!r} classifies from a mask)")
         self.variant = variant
         self.cls_source = cls_source
-        self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups)
+        self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups, up_conv)
         channels = self.backbone.out_channels
         last_decoder = f"backbone.decoder.{len(self.backbone.decoder) - 1}"
 

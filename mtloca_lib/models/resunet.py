@@ -28,6 +28,9 @@ from mtloca_lib.models.blocks import ConvGNAct, make_block
 class DecoderLevel(nn.Module):
     """One decoder step: Upsample x2 -> 3x3 ConvGNAct -> concat skip -> block.
 
+    With ``up_conv=False`` the 3x3 convolution after the upsampling is left out: the
+    upsampled map is concatenated with the skip as it is, and the block reads both.
+
     Args:
         in_channels: C_in of the coarser map.
         skip_channels: C_s of the skip from the encoder level of the same size.
@@ -40,11 +43,13 @@ class DecoderLevel(nn.Module):
     """
 
     def __init__(self, in_channels: int, skip_channels: int, out_channels: int,
-                 block: str = "residual", gn_groups: int = 8, dense_layers: int = 3):
+                 block: str = "residual", gn_groups: int = 8, dense_layers: int = 3,
+                 up_conv: bool = True):
         super().__init__()
         self.up = nn.Upsample(scale_factor=2, mode="bilinear", align_corners=False)
-        self.up_conv = ConvGNAct(in_channels, out_channels, 3, gn_groups)
-        self.block = make_block(block, out_channels + skip_channels, out_channels, gn_groups,
+        self.up_conv = ConvGNAct(in_channels, out_channels, 3, gn_groups) if up_conv else nn.Identity()
+        upsampled = out_channels if up_conv else in_channels
+        self.block = make_block(block, upsampled + skip_channels, out_channels, gn_groups,
                                 dense_layers)
 
     def forward(self, x: torch.Tensor, skip: torch.Tensor) -> torch.Tensor:
@@ -64,6 +69,8 @@ class UNetBackbone(nn.Module):
         encoder_block, decoder_block: block kinds (see :func:`make_block`); the
             bottleneck uses ``encoder_block``.
         dense_layers: layers per dense block (dense blocks only).
+        up_conv: each decoder level convolves the upsampled map before the skip
+            concatenation (default); False concatenates it as it is.
 
     Shapes:
         x (B, in_channels, H, W), H and W divisible by 2**L ->
@@ -73,7 +80,7 @@ class UNetBackbone(nn.Module):
     def __init__(self, in_channels: int = 2, widths: Sequence[int] = (16, 32, 64),
                  bottleneck_width: int = 128, gn_groups: int = 8,
                  encoder_block: str = "residual", decoder_block: str = "residual",
-                 dense_layers: int = 3):
+                 dense_layers: int = 3, up_conv: bool = True):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths:
@@ -94,7 +101,7 @@ class UNetBackbone(nn.Module):
                                      dense_layers)
         coarse_widths = (bottleneck_width,) + widths[::-1][:-1]
         self.decoder = nn.ModuleList(
-            DecoderLevel(c_in, c_skip, c_skip, decoder_block, gn_groups, dense_layers)
+            DecoderLevel(c_in, c_skip, c_skip, decoder_block, gn_groups, dense_layers, up_conv)
             for c_in, c_skip in zip(coarse_widths, widths[::-1])
         )
 
@@ -138,13 +145,13 @@ class ResUNet(UNetBackbone):
     that feeds both the OCA module and the classification head.
 
     Args:
-        in_channels, widths, bottleneck_width, gn_groups: see :class:`UNetBackbone`.
+        in_channels, widths, bottleneck_width, gn_groups, up_conv: see :class:`UNetBackbone`.
 
     Shapes:
         (B, in_channels, H, W) -> (B, widths[0], H, W)
     """
 
     def __init__(self, in_channels: int = 2, widths: Sequence[int] = (16, 32, 64),
-                 bottleneck_width: int = 128, gn_groups: int = 8):
+                 bottleneck_width: int = 128, gn_groups: int = 8, up_conv: bool = True):
         super().__init__(in_channels, widths, bottleneck_width, gn_groups,
-                         encoder_block="residual", decoder_block="residual")
+                         encoder_block="residual", decoder_block="residual", up_conv=up_conv)
