@@ -84,6 +84,10 @@ class RunConfig:
         channels_last: "auto", "on" or "off".
         num_threads: torch intra-op threads on CPU (None keeps torch's default).
         eval_batch_size: batch size for evaluation.
+        replicas: folds trained together in one batched step
+            (:mod:`mtloca_lib.engine.replicas`); 1 trains them one by one. Part of a
+            run's identity: replicas share the generator dropout draws from, so their
+            dropout masks (only those) differ from separate runs'.
     """
 
     name: str = "mtl_oca"
@@ -115,6 +119,7 @@ class RunConfig:
     channels_last: str = "auto"
     num_threads: int | None = None
     eval_batch_size: int = 32
+    replicas: int = 1
 
     # ---- serialisation -------------------------------------------------
     def to_dict(self) -> dict:
@@ -153,6 +158,8 @@ class RunConfig:
         if not 0.0 <= float(self.val_fraction) < 0.5:
             raise ValueError(f"val_fraction must be in [0, 0.5), not {self.val_fraction!r}")
         check_deriv_norm(self.deriv_norm)
+        if int(self.replicas) != self.replicas or self.replicas < 1:
+            raise ValueError(f"replicas must be a positive integer, not {self.replicas!r}")
         import inspect
 
         from mtloca_lib.data.augment import augment_batch
@@ -193,6 +200,7 @@ LATE_FIELDS: dict[str, Any] = {
     "val_fraction": 0.0,
     "augment_options": {},
     "deriv_norm": "p99",
+    "replicas": 1,
 }
 
 

@@ -159,7 +159,7 @@ def run_cv(
     Raises:
         RunConfigMismatch: ``run_dir`` holds a run of a different configuration.
     """
-    from mtloca_lib.engine.train import StopRequested, evaluate_fold, interactive, select_device, train_fold
+    from mtloca_lib.engine.train import interactive, select_device, train_fold
 
     run_dir = Path(run_dir)
     cfg_path = run_dir / "config.json"
@@ -203,60 +203,91 @@ def run_cv(
         write_json(manifest_path, manifest)
 
     fold_ids = folds["fold"].to_numpy()
-    iterator = wanted
+    todo = [f for f in wanted if not (run_dir / f"fold{f}" / "metrics.json").exists()]
+    for fold in sorted(set(wanted) - set(todo)):
+        log(f"fold {fold}: finished earlier, skipped")
+    plans = {}
+    for fold in todo:
+        train_idx, val_idx = split_train_val(cfg, folds, fold)
+        plans[fold] = (train_idx, val_idx, np.flatnonzero(fold_ids == fold))
+    if cfg.replicas > 1:
+        from mtloca_lib.engine.replicas import group_by_steps
+
+        groups = group_by_steps(cfg, {f: len(p[0]) for f, p in plans.items()}, cfg.replicas)
+    else:
+        groups = [[f] for f in todo]
     if interactive():
         from tqdm.auto import tqdm
 
-        iterator = tqdm(wanted, desc=f"{cfg.name} folds", unit="fold")
-    for fold in iterator:
-        fdir = run_dir / f"fold{fold}"
-        if (fdir / "metrics.json").exists():
-            log(f"fold {fold}: finished earlier, skipped")
-            continue
+        groups = tqdm(groups, desc=f"{cfg.name} folds", unit="group" if cfg.replicas > 1 else "fold")
+    for group in groups:
         t0 = time.perf_counter()
-        train_idx, val_idx = split_train_val(cfg, folds, fold)
-        test_idx = np.flatnonzero(fold_ids == fold)
-        log(f"fold {fold}: {len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} test images")
-        if len(val_idx):
-            fdir.mkdir(parents=True, exist_ok=True)
-            write_csv(fdir / "val_cases.csv", folds.iloc[val_idx][["case_id", "label", "group"]])
-        model, history = train_fold(
-            cfg, data, train_idx, fdir / "checkpoint.pt", fold, log=log,
-            stop_after_epochs=stop_after_epochs, val_index=val_idx,
-        )
-        per_image, pred_masks = evaluate_fold(model, cfg, data, test_idx, fold)
-        metrics = _fold_metrics(per_image, data.class_names)
-        write_csv(fdir / "predictions.csv", per_image)
-        write_csv(fdir / "history.csv", pd.DataFrame(history))
-        buf = io.BytesIO()
-        np.savez_compressed(
-            buf,
-            case_ids=np.array(per_image["case_id"].tolist()),
-            packed=np.packbits(pred_masks.astype(bool), axis=-1),
-            shape=np.array(pred_masks.shape),
-        )
-        atomic_write_bytes(fdir / "pred_masks.npz", buf.getvalue())
-        atomic_torch_save(
-            fdir / "model.pt",
-            {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-             "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
-        )
-        wall = time.perf_counter() - t0
-        metrics["wall_seconds_this_call"] = round(wall, 2)
-        write_json(fdir / "metrics.json", metrics)  # written last: marks the fold finished
-        (fdir / "checkpoint.pt").unlink(missing_ok=True)
-        with _locked(run_dir):  # other processes may be running other folds of this run
-            manifest = read_json(manifest_path)
-            manifest.setdefault("folds", {})[str(fold)] = {
-                "wall_seconds": round(wall, 2),
-                "epochs": cfg.epochs,
-                "device": device,
-                "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            }
-            write_json(manifest_path, manifest)
-        log(f"fold {fold}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
+        for fold in group:
+            train_idx, val_idx, test_idx = plans[fold]
+            fdir = run_dir / f"fold{fold}"
+            log(f"fold {fold}: {len(train_idx)} train / {len(val_idx)} validation / {len(test_idx)} test images")
+            if len(val_idx):
+                fdir.mkdir(parents=True, exist_ok=True)
+                write_csv(fdir / "val_cases.csv", folds.iloc[val_idx][["case_id", "label", "group"]])
+        if len(group) > 1:
+            from mtloca_lib.engine.replicas import ReplicaJob, train_replicas
+
+            jobs = [ReplicaJob(f, plans[f][0], plans[f][1], run_dir / f"fold{f}" / "checkpoint.pt")
+                    for f in group]
+            trained = train_replicas(cfg, data, jobs, log=log, stop_after_epochs=stop_after_epochs)
+        else:
+            f = group[0]
+            trained = [train_fold(cfg, data, plans[f][0], run_dir / f"fold{f}" / "checkpoint.pt", f,
+                                  log=log, stop_after_epochs=stop_after_epochs, val_index=plans[f][1])]
+        wall = (time.perf_counter() - t0) / len(group)  # a group's folds share its time
+        for fold, (model, history) in zip(group, trained):
+            _finish_fold(cfg, data, run_dir, fold, plans[fold][2], model, history, wall, device,
+                         len(group), manifest_path, log)
     with _locked(run_dir):
         return collect(run_dir)
+
+
+def _finish_fold(cfg, data, run_dir: Path, fold: int, test_idx, model, history, wall: float,
+                 device: str, replicas: int, manifest_path: Path, log) -> None:
+    """Evaluate a trained fold on its test part and write its files (metrics.json last)."""
+    from mtloca_lib.engine.train import evaluate_fold
+
+    fdir = run_dir / f"fold{fold}"
+    t0 = time.perf_counter()
+    per_image, pred_masks = evaluate_fold(model, cfg, data, test_idx, fold)
+    metrics = _fold_metrics(per_image, data.class_names)
+    write_csv(fdir / "predictions.csv", per_image)
+    write_csv(fdir / "history.csv", pd.DataFrame(history))
+    buf = io.BytesIO()
+    np.savez_compressed(
+        buf,
+        case_ids=np.array(per_image["case_id"].tolist()),
+        packed=np.packbits(pred_masks.astype(bool), axis=-1),
+        shape=np.array(pred_masks.shape),
+    )
+    atomic_write_bytes(fdir / "pred_masks.npz", buf.getvalue())
+    atomic_torch_save(
+        fdir / "model.pt",
+        {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+         "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
+    )
+    wall += time.perf_counter() - t0
+    metrics["wall_seconds_this_call"] = round(wall, 2)
+    write_json(fdir / "metrics.json", metrics)  # written last: marks the fold finished
+    (fdir / "checkpoint.pt").unlink(missing_ok=True)
+    with _locked(run_dir):  # other processes may be running other folds of this run
+        manifest = read_json(manifest_path)
+        entry = {
+            "wall_seconds": round(wall, 2),
+            "epochs": cfg.epochs,
+            "device": device,
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        }
+        if replicas > 1:
+            entry["trained_with_replicas"] = replicas
+        manifest.setdefault("folds", {})[str(fold)] = entry
+        write_json(manifest_path, manifest)
+    log(f"fold {fold}: " + " ".join(f"{k}={v:.4f}" for k, v in metrics.items() if isinstance(v, float)))
 
 
 def collect(run_dir: str | Path) -> pd.DataFrame:

@@ -101,6 +101,12 @@ def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype 
     return device.type == "cpu" and amp_dtype == torch.bfloat16
 
 
+def full_precision(t: torch.Tensor) -> torch.Tensor:
+    """A (possibly autocast bf16/fp16) output in the default float dtype (float32 unless a
+    test asks for float64), where the losses are computed."""
+    return t.to(torch.get_default_dtype()) if t.is_floating_point() else t
+
+
 def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
     """One optimiser step on a batch (the loop's inner step; also timed by the benchmark).
 
@@ -117,7 +123,7 @@ def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
     )
     with ctx:
         out = model(x)
-    out = {k: v.float() for k, v in out.items()}
+    out = {k: full_precision(v) for k, v in out.items()}
     loss, terms = loss_fn.total_and_terms(out, y, labels)
     optim.zero_grad(set_to_none=True)
     loss.backward()
@@ -147,16 +153,16 @@ def interactive() -> bool:
 class FoldTensors:
     """A fold's data as tensors on the training device."""
 
-    images: torch.Tensor  # (N, 1, S, S) float32 in [0, 1]
-    masks: torch.Tensor  # (N, 1, S, S) float32 in {0, 1}
+    images: torch.Tensor  # (N, 1, S, S) in [0, 1], the default float dtype (float32)
+    masks: torch.Tensor  # (N, 1, S, S) in {0, 1}, same dtype
     labels: torch.Tensor  # (N,) int64
 
     @classmethod
     def from_prepared(cls, data: PreparedDataset, index, device) -> "FoldTensors":
         index = np.asarray(index)
         return cls(
-            images=torch.from_numpy(data.images[index]).unsqueeze(1).float().to(device),
-            masks=torch.from_numpy(data.masks[index]).unsqueeze(1).float().to(device),
+            images=torch.from_numpy(data.images[index]).unsqueeze(1).to(device, torch.get_default_dtype()),
+            masks=torch.from_numpy(data.masks[index]).unsqueeze(1).to(device, torch.get_default_dtype()),
             labels=torch.from_numpy(data.labels[index]).long().to(device),
         )
 
@@ -201,7 +207,7 @@ def validation_metrics(model, loss_fn, val: "FoldTensors", cfg: RunConfig) -> di
     dice, correct, has_cls = [], 0, False
     for i in range(0, len(val.labels), bs):
         images, masks, labels = val.images[i:i + bs], val.masks[i:i + bs], val.labels[i:i + bs]
-        out = {k: v.float() for k, v in model(network_inputs(images, cfg)).items()}
+        out = {k: full_precision(v) for k, v in model(network_inputs(images, cfg)).items()}
         _, terms = loss_fn.total_and_terms(out, masks, labels)
         for k, v in terms.items():
             sums[k] = sums.get(k, 0.0) + float(v) * len(labels)
@@ -233,41 +239,44 @@ def build_for_run(cfg: RunConfig, n_classes: int) -> torch.nn.Module:
     return build_model(ModelConfig.from_dict(mc))
 
 
-def train_fold(
-    cfg: RunConfig,
-    data: PreparedDataset,
-    train_index,
-    checkpoint_path: str | Path,
-    fold: int,
-    log: Callable[[str], None] = print,
-    stop_after_epochs: int | None = None,
-    val_index=None,
-) -> tuple[torch.nn.Module, list[dict]]:
-    """Train one fold, resuming from ``checkpoint_path`` when it exists.
+@dataclass
+class FoldSetup:
+    """Everything one fold's training loop needs, built and (on resume) restored.
 
-    Args:
-        cfg: the run configuration.
-        data: the prepared dataset (all cases); ``train_index`` selects the training cases.
-        val_index: cases of the validation part (held out of the training fold) on which
-            the learning curve is measured after every epoch; None or empty: no curve.
-        checkpoint_path: written atomically after every epoch; removed by the caller
-            once the fold is finished.
-        fold: fold number (decides the fold's seed).
-        log: where the one-line-per-epoch messages go when not interactive.
-        stop_after_epochs: test hook: raise :class:`StopRequested` once this many
-            epochs are done in this call (simulates a killed run).
-
-    Returns:
-        The trained model (eval mode) and the per-epoch history.
+    Shared by :func:`train_fold` and the replicas trainer
+    (:mod:`mtloca_lib.engine.replicas`), so both start a fold identically.
     """
-    device = select_device(cfg.device)
-    if cfg.num_threads:
-        torch.set_num_threads(cfg.num_threads)
+
+    model: torch.nn.Module
+    optim: torch.optim.Optimizer
+    loss_fn: MultiTaskLoss
+    gen: torch.Generator  # batch order and augmentation draws of this fold
+    amp_dtype: torch.dtype | None
+    channels_last: bool
+    start_epoch: int
+    history: list
+    train: "FoldTensors"
+    val: "FoldTensors | None"
+    batch_size: int
+    steps: int  # optimiser steps per epoch
+    total_steps: int
+    warmup_steps: int
+
+
+def prepare_fold(cfg: RunConfig, data: PreparedDataset, train_index, val_index, checkpoint_path,
+                 fold: int, device: torch.device, log: Callable[[str], None] = print,
+                 channels_last_allowed: bool = True) -> FoldSetup:
+    """Seed, build the model, optimiser and loss of one fold; resume from its checkpoint.
+
+    The fold's seed is ``cfg.seed * 1000 + fold``: it decides the initial weights (the
+    global torch generator, seeded here) and the batch order and augmentation draws
+    (a CPU generator of the fold's own).
+    """
     fold_seed = cfg.seed * 1000 + fold
     seed_everything(fold_seed, cfg.deterministic)
     model = build_for_run(cfg, len(data.class_names)).to(device)
     amp_dtype = autocast_dtype(cfg.amp, device)
-    channels_last = use_channels_last(cfg.channels_last, device, amp_dtype)
+    channels_last = channels_last_allowed and use_channels_last(cfg.channels_last, device, amp_dtype)
     model = prepare_memory_format(model, channels_last, device)
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_kw = dict(cfg.loss)
@@ -301,7 +310,92 @@ def train_fold(
     n = len(train.labels)
     bs = min(cfg.batch_size, n)
     steps = n // bs  # drop the last incomplete batch (GroupNorm is fine either way)
-    total_steps, warmup_steps = steps * cfg.epochs, steps * int(cfg.warmup_epochs)
+    return FoldSetup(model, optim, loss_fn, gen, amp_dtype, channels_last, start_epoch, history,
+                     train, val, bs, steps, steps * cfg.epochs, steps * int(cfg.warmup_epochs))
+
+
+def batch_inputs(cfg: RunConfig, train: "FoldTensors", idx: torch.Tensor, gen: torch.Generator):
+    """One training batch: (augmented) network input x, mask target y (B, S, S) long, labels."""
+    images, masks, labels = train.images[idx], train.masks[idx], train.labels[idx]
+    if cfg.augment:
+        x, y = augment_then_input(images, masks, gen, sigma=cfg.sigma,
+                                  in_channels=_in_channels(cfg), deriv_norm=cfg.deriv_norm,
+                                  **cfg.augment_options)
+    else:
+        x, y = network_inputs(images, cfg), masks[:, 0].long()
+    return x, y, labels
+
+
+def epoch_record(cfg: RunConfig, epoch: int, seconds: float, sums: dict[str, torch.Tensor],
+                 steps: int, lr: float) -> dict:
+    """An epoch's history row from the summed loss terms (the epoch's one read-back)."""
+    record = {"epoch": epoch + 1, "seconds": round(seconds, 3)}
+    record.update({k: float(v) / max(steps, 1) for k, v in sums.items()})
+    if cfg.lr_schedule != "constant" or cfg.warmup_epochs:
+        record["lr_last"] = lr
+    return record
+
+
+def epoch_message(record: dict) -> str:
+    return " ".join(
+        f"{k}={v:.2e}" if k == "lr_last" else f"{k}={v:.4f}"
+        for k, v in record.items() if k not in ("epoch", "seconds")
+    )
+
+
+def save_checkpoint(path: Path, epochs_done: int, model_state: dict, optim_state: dict,
+                    gen: torch.Generator, history: list) -> None:
+    """The resumable state of one fold after ``epochs_done`` epochs (written atomically)."""
+    atomic_torch_save(
+        path,
+        {
+            "epoch": epochs_done,
+            "model": model_state,
+            "optim": optim_state,
+            "generator": gen.get_state(),
+            "torch_rng": torch.get_rng_state(),
+            "history": history,
+        },
+    )
+
+
+def train_fold(
+    cfg: RunConfig,
+    data: PreparedDataset,
+    train_index,
+    checkpoint_path: str | Path,
+    fold: int,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+    val_index=None,
+) -> tuple[torch.nn.Module, list[dict]]:
+    """Train one fold, resuming from ``checkpoint_path`` when it exists.
+
+    Args:
+        cfg: the run configuration.
+        data: the prepared dataset (all cases); ``train_index`` selects the training cases.
+        val_index: cases of the validation part (held out of the training fold) on which
+            the learning curve is measured after every epoch; None or empty: no curve.
+        checkpoint_path: written atomically after every epoch; removed by the caller
+            once the fold is finished.
+        fold: fold number (decides the fold's seed).
+        log: where the one-line-per-epoch messages go when not interactive.
+        stop_after_epochs: test hook: raise :class:`StopRequested` once this many
+            epochs are done in this call (simulates a killed run).
+
+    Returns:
+        The trained model (eval mode) and the per-epoch history.
+    """
+    device = select_device(cfg.device)
+    if cfg.num_threads:
+        torch.set_num_threads(cfg.num_threads)
+    f = prepare_fold(cfg, data, train_index, val_index, checkpoint_path, fold, device, log)
+    model, optim, loss_fn, gen = f.model, f.optim, f.loss_fn, f.gen
+    amp_dtype, channels_last = f.amp_dtype, f.channels_last
+    start_epoch, history, train, val = f.start_epoch, f.history, f.train, f.val
+    n, bs, steps = len(train.labels), f.batch_size, f.steps
+    total_steps, warmup_steps = f.total_steps, f.warmup_steps
+    checkpoint_path = Path(checkpoint_path)
 
     epochs = range(start_epoch, cfg.epochs)
     bar = None
@@ -321,39 +415,16 @@ def train_fold(
             for group in optim.param_groups:
                 group["lr"] = lr
             idx = perm[s * bs : (s + 1) * bs]
-            images, masks, labels = train.images[idx], train.masks[idx], train.labels[idx]
-            if cfg.augment:
-                x, y = augment_then_input(images, masks, gen, sigma=cfg.sigma,
-                                          in_channels=_in_channels(cfg), deriv_norm=cfg.deriv_norm,
-                                          **cfg.augment_options)
-            else:
-                x, y = network_inputs(images, cfg), masks[:, 0].long()
+            x, y, labels = batch_inputs(cfg, train, idx, gen)
             terms = train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
             for k, v in terms.items():
                 sums[k] = sums[k] + v.double() if k in sums else v.double()
-        sums_host = {k: float(v) for k, v in sums.items()}  # the epoch's one read-back (and sync)
-        record = {"epoch": epoch + 1, "seconds": round(time.perf_counter() - t0, 3)}
-        record.update({k: v / max(steps, 1) for k, v in sums_host.items()})
-        if cfg.lr_schedule != "constant" or cfg.warmup_epochs:
-            record["lr_last"] = lr
+        record = epoch_record(cfg, epoch, time.perf_counter() - t0, sums, steps, lr)
         if val is not None:
             record.update(validation_metrics(model, loss_fn, val, cfg))
         history.append(record)
-        atomic_torch_save(
-            checkpoint_path,
-            {
-                "epoch": epoch + 1,
-                "model": model.state_dict(),
-                "optim": optim.state_dict(),
-                "generator": gen.get_state(),
-                "torch_rng": torch.get_rng_state(),
-                "history": history,
-            },
-        )
-        msg = " ".join(
-            f"{k}={v:.2e}" if k == "lr_last" else f"{k}={v:.4f}"
-            for k, v in record.items() if k not in ("epoch", "seconds")
-        )
+        save_checkpoint(checkpoint_path, epoch + 1, model.state_dict(), optim.state_dict(), gen, history)
+        msg = epoch_message(record)
         if bar is not None:
             bar.set_postfix_str(msg)
         else:
@@ -384,7 +455,7 @@ def predict_arrays(
     bs = batch_size or cfg.eval_batch_size
     masks, probs = [], []
     for i in range(0, len(images), bs):
-        x = torch.from_numpy(images[i : i + bs]).unsqueeze(1).float().to(device)
+        x = torch.from_numpy(images[i : i + bs]).unsqueeze(1).to(device, torch.get_default_dtype())
         out = model(network_inputs(x, cfg))
         masks.append(out["seg"].argmax(1).to(torch.uint8).cpu().numpy())
         if "cls" in out:
