@@ -116,13 +116,14 @@ class BenchSizes:
     models: tuple[str, ...] = BENCH_MODELS
     one_thread: bool = True  # also time MTL-OCA's paths at one torch thread
     detector_per_class: tuple[int, int, int] = (20, 50, 30)  # phantom images for the detector row
+    replicas: int = 3  # folds in one vmapped step for the replica rows (0: no replica rows)
 
 
 FULL = BenchSizes()
 QUICK = BenchSizes(profile="smoke", size=32, batch=4, rounds=2, steps_per_round=1, warmup_steps=1,
                    matmul_n=128, matmul_seconds=0.02, infer_calls=2, pipeline_batches=2,
                    phantom_kwargs={"n_per_class": (2, 3, 3)}, one_thread=False,
-                   detector_per_class=(2, 4, 3))
+                   detector_per_class=(2, 4, 3), replicas=2)
 
 
 # ---------------------------------------------------------------- training
@@ -282,6 +283,13 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
                 cuda_peak_mib=peaks_mem.get(name.replace("_1thread", ""), float("nan")),
                 rounds=len(r))
 
+    # 2b. k replicas in one vmapped step against k separate steps (engine/replicas.py)
+    if sizes.replicas > 1 and "mtl_oca" in sizes.models:
+        from mtloca_lib.engine.benchmark_replicas import replica_rows
+
+        cfg = make_config("mtl_oca", sizes.profile, {"size": sizes.size, "batch_size": sizes.batch})
+        replica_rows(sizes, dev, fast, train_step_flops(cfg, dev, sizes.batch) / 1e9, roof, row, log)
+
     # 3. inference (MTL-OCA)
     cfg = make_config("mtl_oca", sizes.profile, {"size": sizes.size, "batch_size": sizes.batch})
     fwd_gflop_img = None
@@ -366,6 +374,11 @@ def summarise(df: pd.DataFrame) -> dict:
         best = pipe.loc[pipe.images_per_s.idxmax()]
         s["pipeline"] = {"best_setting": best.path, "images_per_s": float(best.images_per_s),
                          "x_fast_training": round(float(best.images_per_s) / s["mtl_oca"]["fast_images_per_s"], 1)}
+    rep = df[df.section == "replicas"].set_index("path")
+    if len(rep):
+        s["replicas"] = {"images_per_s": float(rep.loc["replicas", "images_per_s"]),
+                         "separate_images_per_s": float(rep.loc["separate_fast", "images_per_s"]),
+                         "x_separate": float(rep.loc["replicas", "speedup_vs_plain"])}
     det = df[(df.section == "pipeline") & (df.path == "near_duplicates")]
     if len(det):
         r = det.iloc[0]

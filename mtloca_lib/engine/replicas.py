@@ -19,7 +19,10 @@ the global generator that dropout draws from, so with dropout > 0 the dropout ma
 only they, differ from those of a separate run (``tests/test_replicas.py`` checks
 equality with dropout off).
 
-Replicas run without channels-last (vmap turns each convolution into a grouped one).
+Replicas run without channels-last (vmap turns each convolution into a grouped one), and
+on a CPU without autocast: CPU autocast does not reach the convolutions inside ``vmap``
+(their weights stay fp32 while the input is cast; pytorch/functorch#305), so there they
+train in fp32 (:func:`replica_amp_dtype`).
 
 May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
@@ -137,6 +140,40 @@ def replica_optimizer_state(state: dict, i: int) -> dict:
     }
 
 
+def replica_amp_dtype(amp_dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """The autocast dtype replicas train in: the engine's on CUDA, none (fp32) on a CPU."""
+    return amp_dtype if device.type == "cuda" else None
+
+
+def replica_step(stack: StackedReplicas, optim: torch.optim.Optimizer, loss_fns, x: torch.Tensor,
+                 masks: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
+                 amp_dtype: torch.dtype | None) -> list[dict[str, torch.Tensor]]:
+    """One optimiser step of all replicas (the loop's inner step; also timed by the benchmark).
+
+    Args:
+        x: (k, B, C, H, W) inputs, one batch per replica.
+        masks, labels: k targets, (B, H, W) and (B,).
+        loss_fns: k losses (each replica's own class weights).
+
+    Returns:
+        Per replica, its detached loss terms (no host synchronisation here).
+    """
+    ctx = (torch.autocast(device_type=x.device.type, dtype=amp_dtype)
+           if amp_dtype is not None else contextlib.nullcontext())
+    with ctx:
+        out = stack(x)
+    total, terms = 0.0, []
+    for i, (loss_fn, y, lab) in enumerate(zip(loss_fns, masks, labels)):
+        loss, replica_terms = loss_fn.total_and_terms({k: full_precision(v[i]) for k, v in out.items()},
+                                                      y, lab)
+        total = total + loss
+        terms.append(replica_terms)
+    optim.zero_grad(set_to_none=True)
+    total.backward()
+    optim.step()
+    return terms
+
+
 def _check_compatible(jobs: Sequence[ReplicaJob], setups: Sequence[FoldSetup]) -> None:
     steps = {job.fold: s.steps for job, s in zip(jobs, setups)}
     if len(set(steps.values())) > 1:
@@ -191,8 +228,10 @@ def train_replicas(
     optim = torch.optim.Adam(stack.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if first.start_epoch:
         optim.load_state_dict(stack_optimizer_states([s.optim.state_dict() for s in setups]))
-    amp = (torch.autocast(device_type=device.type, dtype=first.amp_dtype)
-           if first.amp_dtype is not None else contextlib.nullcontext())
+    loss_fns = [s.loss_fn for s in setups]
+    amp_dtype = replica_amp_dtype(first.amp_dtype, device)
+    if amp_dtype != first.amp_dtype:
+        log(f"replicas on {device.type}: fp32 (autocast does not reach convolutions inside vmap there)")
     folds = [job.fold for job in jobs]
     done_here = 0
     lr = cfg.lr
@@ -209,18 +248,11 @@ def train_replicas(
             batches = [batch_inputs(cfg, s.train, perm[step * bs:(step + 1) * bs], s.gen)
                        for s, perm in zip(setups, perms)]
             x = torch.stack([b[0] for b in batches])
-            with amp:
-                out = stack(x)
-            total = 0.0
-            for i, (s, (_, y, labels)) in enumerate(zip(setups, batches)):
-                loss, terms = s.loss_fn.total_and_terms({k: full_precision(v[i]) for k, v in out.items()},
-                                                        y, labels)
-                total = total + loss
-                for k, v in terms.items():
+            terms = replica_step(stack, optim, loss_fns, x, [b[1] for b in batches],
+                                 [b[2] for b in batches], amp_dtype)
+            for i, replica_terms in enumerate(terms):
+                for k, v in replica_terms.items():
                     sums[i][k] = sums[i][k] + v.double() if k in sums[i] else v.double()
-            optim.zero_grad(set_to_none=True)
-            total.backward()
-            optim.step()
         seconds = time.perf_counter() - t0
         optim_state = optim.state_dict()
         for i, (job, s) in enumerate(zip(jobs, setups)):
