@@ -97,6 +97,28 @@ def test_matrix_command_runs_jobs_in_parallel_processes(tmp_path, cache, capsys)
         assert row["dice"] == pytest.approx(stored.loc[stored["fold"] == row["fold"], "dice"].item(), abs=1e-4)
 
 
+def test_matrix_replicas_option(tmp_path, cache, capsys):
+    from mtloca_lib.engine.matrix import resolve_replicas
+
+    assert resolve_replicas("auto", "cpu", 5, False) == 1
+    assert resolve_replicas("3", "cpu", 5, False) == 3
+    assert resolve_replicas("auto", "cpu", 5, True) == 1
+    with pytest.raises(ValueError, match="split-folds"):
+        resolve_replicas("2", "cpu", 5, True)
+    with pytest.raises(ValueError, match="auto"):
+        resolve_replicas("many", "cpu", 5, False)
+    rc = main(["matrix", "--profile", "smoke", "--models", "mtl_oca", "--protocols", "image", "--replicas", "3",
+               "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"),
+               "--set", "epochs=1", "--set", "amp=off"])
+    out = capsys.readouterr().out
+    assert rc == 0, out
+    run = tmp_path / "runs" / "phantom" / "smoke" / "image" / "mtl_oca-seed0"
+    assert len(pd.read_csv(run / "fold_metrics.csv")) == 3
+    manifest = json.loads((run / "manifest.json").read_text())
+    assert manifest["config"]["replicas"] == 3
+    assert any(f.get("trained_with_replicas", 1) > 1 for f in manifest["folds"].values())
+
+
 def test_matrix_reports_a_failing_job(tmp_path, cache, capsys):
     rc = main(["matrix", "--profile", "smoke", "--models", "unet_st", "--protocols", "image",
                "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"), "--set", "epochz=1"])

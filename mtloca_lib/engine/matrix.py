@@ -79,9 +79,42 @@ def job_command(job: Job, args, run_dir: Path) -> list[str]:
         cmd += ["--set", f"folds=[{job.fold}]"]
     if args.threads:
         cmd += ["--set", f"num_threads={args.threads}"]
+    replicas = getattr(args, "resolved_replicas", 1)
+    if replicas > 1:
+        cmd += ["--set", f"replicas={replicas}"]
     for item in args.overrides:
         cmd += ["--set", item]
     return cmd
+
+
+def resolve_replicas(option: str, device: str | None, k: int, split_folds: bool) -> int:
+    """Folds per batched step (RunConfig.replicas) for every run of the matrix.
+
+    ``"auto"``: all k folds of a run in one step on CUDA, where a small model's step is
+    bound by kernel launches; 1 on a CPU, where replicas were measured 3-6x slower than
+    separate steps (docs/benchmarks.md, 2026-12-03). A number is used as given.
+
+    Raises:
+        ValueError: replicas > 1 together with ``--split-folds`` (one fold per process
+            leaves nothing to train together), or an option that is neither.
+    """
+    from mtloca_lib.engine.train import select_device
+
+    if option == "auto":
+        n = k if select_device(device or "auto").type == "cuda" else 1
+    else:
+        try:
+            n = int(option)
+        except ValueError:
+            raise ValueError(f"--replicas takes 'auto' or a positive number, not {option!r}") from None
+        if n < 1:
+            raise ValueError(f"--replicas must be at least 1, not {n}")
+    if n > 1 and split_folds:
+        if option == "auto":
+            return 1
+        raise ValueError("--replicas > 1 trains the folds of a run together in one process; "
+                         "leave out --split-folds (one fold per process)")
+    return n
 
 
 def run_matrix(args) -> int:
@@ -91,6 +124,10 @@ def run_matrix(args) -> int:
     if args.profile not in PROFILES:
         raise ValueError(f"unknown profile {args.profile!r}; choose one of {sorted(PROFILES)}")
     k = make_config("mtl_oca", args.profile).k
+    args.resolved_replicas = resolve_replicas(getattr(args, "replicas", "1"), args.device, k,
+                                              args.split_folds)
+    if args.resolved_replicas > 1:
+        print(f"each run trains up to {args.resolved_replicas} folds in one step (replicas)", flush=True)
     jobs = plan_jobs(args.models, args.protocols, args.seeds, k, args.split_folds)
     log_dir = Path(args.log_dir)
     log_dir.mkdir(parents=True, exist_ok=True)
@@ -137,6 +174,9 @@ def add_arguments(p) -> None:
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--workers", type=int, default=1, help="training processes at a time (default: %(default)s)")
     p.add_argument("--split-folds", action="store_true", help="one process per fold instead of per run")
+    p.add_argument("--replicas", default="1",
+                   help="folds of a run trained together in one batched step: a number, or 'auto' "
+                        "(all folds on CUDA, 1 on a CPU, where it was measured slower); default %(default)s")
     p.add_argument("--threads", type=int, default=None, help="CPU threads per process (RunConfig.num_threads)")
     p.add_argument("--device", default=None, help="device for every process (default: auto)")
     p.add_argument("--run-root", default="runs", help="root of the run-directory layout (default: %(default)s)")
