@@ -9,6 +9,8 @@
 #   scripts/gpu_runs.sh calibrate     # seconds per epoch, 1 process and N concurrent ones
 #   scripts/gpu_runs.sh compare|ablation|seeds   # the cpu profile, in three calls
 #   scripts/gpu_runs.sh paper         # the paper profile: MTL-OCA and UNet (ST)
+#   scripts/gpu_runs.sh replicas      # k folds in one vmapped step against separate steps
+#                                     # (benchmark rows, then 3 epochs of a 5-fold paper run each way)
 #
 # Environment: WORKERS (processes sharing the GPU), BUDGET_S (stop launching after
 # this; runs resume), PROTOCOLS for the paper stage, OUT (where logs/tarballs go).
@@ -54,6 +56,17 @@ case "$stage" in
     sleep 2  # jobs still running after a timeout keep writing; folds count only once metrics.json exists
     tar czf "$OUT/runs_$stage.tgz" --exclude=checkpoint.pt --exclude=model.pt --exclude=.lock runs/busi/cpu runs/logs
     tar czf "$OUT/model_$stage.tgz" runs/busi/cpu/*/mtl_oca-seed0/fold0/model.pt 2>/dev/null || true ;;
+  replicas)
+    $py benchmarks/bench_replicas.py --replicas 5 --rounds 5 2>&1 | tee "$OUT/bench_replicas.log"
+    for mode in separate together; do
+      rm -rf /tmp/rep; t0=$(date +%s)
+      if [ $mode = together ]; then extra=(--replicas 5); else extra=(--split-folds --workers 5); fi
+      timeout 240 $py -m mtloca_lib matrix --profile paper --dataset busi --data "$DATA" --prepared "$PREP" \
+        --models mtl_oca --protocols image --seeds 0 "${extra[@]}" --run-root /tmp/rep --log-dir /tmp/rep/logs \
+        --set epochs=3 >/dev/null 2>&1
+      echo "== 5 folds x 3 epochs, $mode: $(( $(date +%s) - t0 )) s wall" | tee -a "$OUT/bench_replicas.log"
+      grep -h "epoch 3/3" /tmp/rep/logs/*.log | cut -c1-60 | tee -a "$OUT/bench_replicas.log"
+    done ;;
   paper)
     timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile paper "${common[@]}" --protocols ${PROTOCOLS:-grouped} \
       --models mtl_oca unet_st --seeds 0 --workers "$WORKERS" 2>&1 | tee "$OUT/matrix_paper.log"

@@ -1,6 +1,6 @@
 """The benchmark's replica rows alone (k replicas in one vmapped step against k separate steps).
 
-    .venv/bin/python scripts/bench_replicas.py [--threads 1] [--replicas 3] [--rounds 5]
+    .venv/bin/python benchmarks/bench_replicas.py [--threads 1] [--replicas 3] [--rounds 5]
 
 Prints the three rows of :func:`mtloca_lib.engine.benchmark_replicas.replica_rows` (what
 ``mtloca benchmark`` includes in its table), for a quick measurement while other jobs run:
