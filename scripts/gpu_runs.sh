@@ -11,6 +11,7 @@
 #   scripts/gpu_runs.sh paper         # the paper profile: MTL-OCA and UNet (ST)
 #   scripts/gpu_runs.sh replicas      # k folds in one vmapped step against separate steps
 #                                     # (benchmark rows, then 3 epochs of a 5-fold paper run each way)
+#   scripts/gpu_runs.sh compile       # one paper-profile fold, 3 epochs, eager against CUDA graphs
 #
 # Environment: WORKERS (processes sharing the GPU), BUDGET_S (stop launching after
 # this; runs resume), PROTOCOLS for the paper stage, OUT (where logs/tarballs go).
@@ -66,6 +67,15 @@ case "$stage" in
         --set epochs=3 >/dev/null 2>&1
       echo "== 5 folds x 3 epochs, $mode: $(( $(date +%s) - t0 )) s wall" | tee -a "$OUT/bench_replicas.log"
       grep -h "epoch 3/3" /tmp/rep/logs/*.log | cut -c1-60 | tee -a "$OUT/bench_replicas.log"
+    done ;;
+  compile)
+    for mode in off reduce-overhead; do
+      rm -rf /tmp/cmp; t0=$(date +%s)
+      timeout 240 $py -m mtloca_lib train --model mtl_oca --profile paper --dataset busi --data "$DATA" \
+        --prepared "$PREP" --protocol image --run-dir /tmp/cmp --set 'folds=[0]' --set epochs=3 \
+        --set compile=$mode > /tmp/cmp.log 2>&1
+      echo "== compile=$mode: $(( $(date +%s) - t0 )) s wall" | tee -a "$OUT/compile.log"
+      grep -o "epoch [0-9]/3.*" /tmp/cmp.log | grep -o "epoch [0-9]/3\|([0-9.]*s)" | paste - - | tee -a "$OUT/compile.log"
     done ;;
   paper)
     timeout "$BUDGET_S" $py -m mtloca_lib matrix --profile paper "${common[@]}" --protocols ${PROTOCOLS:-grouped} \

@@ -130,3 +130,34 @@ def test_killed_process_resumes_to_same_result(tmp_path, cache):
     subprocess.run(args + ["--run-dir", str(ref)], cwd=REPO, env=env, check=True, capture_output=True)
     pd.testing.assert_frame_equal(pd.read_csv(ref / "predictions.csv"), pd.read_csv(killed / "predictions.csv"))
     assert not list(killed.rglob("*.tmp"))
+
+
+def test_compile_is_guarded_by_device(tmp_path, cache, monkeypatch):
+    """compile="auto" leaves a CPU run eager; a named mode reaches torch.compile on any device."""
+    import torch
+
+    from mtloca_lib.engine.train import compile_mode
+
+    assert compile_mode("auto", torch.device("cpu")) is None
+    assert compile_mode("auto", torch.device("cuda")) == "reduce-overhead"
+    assert compile_mode("off", torch.device("cuda")) is None
+    assert compile_mode("default", torch.device("cpu")) == "default"
+    with pytest.raises(ValueError, match="compile"):
+        smoke(compile="fast")
+    calls = []
+
+    def fake_compile(model, mode=None):  # stands in for inductor: records, returns the model
+        calls.append(mode)
+        return model
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    ref = run_cv(smoke(epochs=1), tmp_path / "eager", log=lambda s: None)
+    auto = run_cv(smoke(epochs=1, compile="auto"), tmp_path / "auto", log=lambda s: None)
+    assert calls == []
+    lines = []
+    named = run_cv(smoke(epochs=1, compile="reduce-overhead"), tmp_path / "named", log=lines.append)
+    assert calls == ["reduce-overhead"] * smoke().k
+    assert any("compiled" in line for line in lines)
+    pd.testing.assert_frame_equal(ref, auto)
+    pd.testing.assert_frame_equal(ref, named)
+    assert smoke(compile="auto").digest() != smoke().digest()

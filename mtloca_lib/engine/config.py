@@ -83,6 +83,10 @@ class RunConfig:
         device: "auto" (CUDA, then MPS, then CPU) or a torch device name.
         amp: "auto", "bf16", "fp16" or "off": autocast precision for training.
         channels_last: "auto", "on" or "off".
+        compile: ``torch.compile`` of the training forward: "off" (default), "auto"
+            ("reduce-overhead", i.e. CUDA graphs, on CUDA; off on a CPU, where compiling
+            was measured a third slower: docs/benchmarks.md), or a ``torch.compile`` mode
+            ("default", "reduce-overhead", "max-autotune") on any device.
         num_threads: torch intra-op threads on CPU (None keeps torch's default).
         eval_batch_size: batch size for evaluation.
         replicas: folds trained together in one batched step
@@ -118,6 +122,7 @@ class RunConfig:
     device: str = "auto"
     amp: str = "auto"
     channels_last: str = "auto"
+    compile: str = "off"
     num_threads: int | None = None
     eval_batch_size: int = 32
     replicas: int = 1
@@ -152,6 +157,8 @@ class RunConfig:
     def __post_init__(self) -> None:
         from mtloca_lib.data.preprocess import check_deriv_norm
 
+        if self.compile not in COMPILE_OPTIONS:
+            raise ValueError(f"compile must be one of {COMPILE_OPTIONS}, not {self.compile!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"lr_schedule must be one of {LR_SCHEDULES}, not {self.lr_schedule!r}")
         if int(self.warmup_epochs) != self.warmup_epochs or self.warmup_epochs < 0:
@@ -194,6 +201,9 @@ class RunConfig:
 #: Learning-rate schedules understood by the training loop.
 LR_SCHEDULES = ("constant", "cosine", "poly")
 
+#: Values of ``RunConfig.compile``.
+COMPILE_OPTIONS = ("off", "auto", "default", "reduce-overhead", "max-autotune")
+
 #: Fields added after runs had been committed, with the default that leaves a run unchanged.
 LATE_FIELDS: dict[str, Any] = {
     "lr_schedule": "constant",
@@ -202,6 +212,7 @@ LATE_FIELDS: dict[str, Any] = {
     "augment_options": {},
     "deriv_norm": "p99",
     "replicas": 1,
+    "compile": "off",
 }
 
 

@@ -107,6 +107,19 @@ def full_precision(t: torch.Tensor) -> torch.Tensor:
     return t.to(torch.get_default_dtype()) if t.is_floating_point() else t
 
 
+def compile_mode(option: str, device: torch.device) -> str | None:
+    """The ``torch.compile`` mode a run's training forward uses, or None for eager.
+
+    ``"auto"`` is "reduce-overhead" (the step captured in CUDA graphs and replayed, which
+    removes the kernel-launch cost of a small model's step) on CUDA, and eager elsewhere.
+    """
+    if option == "off":
+        return None
+    if option == "auto":
+        return "reduce-overhead" if device.type == "cuda" else None
+    return option
+
+
 def train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last):
     """One optimiser step on a batch (the loop's inner step; also timed by the benchmark).
 
@@ -396,6 +409,12 @@ def train_fold(
     n, bs, steps = len(train.labels), f.batch_size, f.steps
     total_steps, warmup_steps = f.total_steps, f.warmup_steps
     checkpoint_path = Path(checkpoint_path)
+    mode = compile_mode(cfg.compile, device)
+    # the compiled module shares the model's parameters: the optimiser, the checkpoints and
+    # the (eager) validation and evaluation all use ``model`` itself
+    net = torch.compile(model, mode=mode) if mode else model
+    if mode:
+        log(f"fold {fold}: training forward compiled (torch.compile mode {mode!r})")
 
     epochs = range(start_epoch, cfg.epochs)
     bar = None
@@ -416,7 +435,7 @@ def train_fold(
                 group["lr"] = lr
             idx = perm[s * bs : (s + 1) * bs]
             x, y, labels = batch_inputs(cfg, train, idx, gen)
-            terms = train_step(model, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
+            terms = train_step(net, optim, loss_fn, x, y, labels, amp_dtype, channels_last)
             for k, v in terms.items():
                 sums[k] = sums[k] + v.double() if k in sums else v.double()
         record = epoch_record(cfg, epoch, time.perf_counter() - t0, sums, steps, lr)
