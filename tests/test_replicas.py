@@ -53,7 +53,6 @@ def test_stacked_forward_equals_each_model():
 
 
 def test_optimizer_state_round_trip():
-    p = [torch.nn.Parameter(torch.rand(3, 4)) for _ in range(2)]
     states = []
     for seed in range(2):
         torch.manual_seed(seed)
@@ -67,7 +66,6 @@ def test_optimizer_state_round_trip():
     for i, s in enumerate(states):
         back = replica_optimizer_state(stacked, i)
         torch.testing.assert_close(back["state"][0]["exp_avg_sq"], s["state"][0]["exp_avg_sq"])
-    del p
 
 
 def test_group_by_steps():

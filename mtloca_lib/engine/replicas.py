@@ -45,6 +45,7 @@ from mtloca_lib.engine.train import (
     FoldSetup,
     StopRequested,
     batch_inputs,
+    batching,
     epoch_message,
     epoch_record,
     full_precision,
@@ -289,8 +290,7 @@ def group_by_steps(cfg: RunConfig, sizes: dict[int, int], max_replicas: int) -> 
     """
     by_steps: dict[int, list[int]] = {}
     for fold in sorted(sizes):
-        n = sizes[fold]
-        by_steps.setdefault(n // min(cfg.batch_size, n), []).append(fold)
+        by_steps.setdefault(batching(cfg, sizes[fold])[1], []).append(fold)
     groups = []
     for folds in by_steps.values():
         groups += [folds[i:i + max_replicas] for i in range(0, len(folds), max_replicas)]

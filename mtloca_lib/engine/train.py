@@ -320,11 +320,16 @@ def prepare_fold(cfg: RunConfig, data: PreparedDataset, train_index, val_index, 
     train = FoldTensors.from_prepared(data, train_index, device)
     val = (FoldTensors.from_prepared(data, val_index, device)
            if val_index is not None and len(val_index) else None)
-    n = len(train.labels)
-    bs = min(cfg.batch_size, n)
-    steps = n // bs  # drop the last incomplete batch (GroupNorm is fine either way)
+    bs, steps = batching(cfg, len(train.labels))
     return FoldSetup(model, optim, loss_fn, gen, amp_dtype, channels_last, start_epoch, history,
                      train, val, bs, steps, steps * cfg.epochs, steps * int(cfg.warmup_epochs))
+
+
+def batching(cfg: RunConfig, n: int) -> tuple[int, int]:
+    """(batch size, optimiser steps per epoch) for ``n`` training images; the last
+    incomplete batch is dropped (GroupNorm is fine either way)."""
+    bs = min(cfg.batch_size, n)
+    return bs, n // bs
 
 
 def batch_inputs(cfg: RunConfig, train: "FoldTensors", idx: torch.Tensor, gen: torch.Generator):
