@@ -37,7 +37,7 @@ from mtloca_lib.engine.experiments import DISPLAY
 from mtloca_lib.runio import read_json
 
 __all__ = [
-    "run_data", "select_cases", "case_maps", "mass_fraction", "lesion_mass",
+    "run_data", "select_cases", "folds_with_weights", "case_maps", "mass_fraction", "lesion_mass",
     "lesion_mass_summary", "figure6", "figure6_from_runs",
 ]
 
@@ -89,23 +89,61 @@ def select_cases(run_dir: str | Path, fold: int = 0, classes: Sequence[str] | No
     return pd.DataFrame(rows, columns=["case_id", "true_class", "pred_class", "prob_true", "fold", "reason"])
 
 
+def folds_with_weights(run_dirs: Sequence[str | Path] | str | Path) -> tuple[list[int], list[int]]:
+    """The test folds whose saved weights (``fold<k>/model.pt``) every given run has.
+
+    A run trained here keeps every fold's weights; a committed run keeps only some (weights
+    are large), so a notebook on committed runs explains the test images of those folds.
+
+    Args:
+        run_dirs: one finished run, or several (the folds all of them have).
+
+    Returns:
+        ``(present, missing)``: sorted fold indices with and without weights in all runs.
+
+    Raises:
+        FileNotFoundError: when no fold has weights in every run, naming the files and the fix.
+    """
+    dirs = [Path(run_dirs)] if isinstance(run_dirs, (str, Path)) else [Path(r) for r in run_dirs]
+    all_folds: set[int] = set()
+    present: set[int] | None = None
+    for rd in dirs:
+        folds = set(pd.read_csv(rd / "folds.csv")["fold"].astype(int))
+        all_folds |= folds
+        have = {f for f in folds if (rd / f"fold{f}" / "model.pt").exists()}
+        present = have if present is None else present & have
+    present = present or set()
+    if not present:
+        names = ", ".join(str(rd / "fold<k>" / "model.pt") for rd in dirs)
+        raise FileNotFoundError(
+            f"no fold has saved weights in every run ({names}): Grad-CAM needs the model of the fold "
+            "in which an image was a test image. Train the run here (its folds keep model.pt), or "
+            "copy the weights beside the committed fold files.")
+    return sorted(present), sorted(all_folds - present)
+
+
 def _fold_model(run_dir: Path, fold: int):
     from mtloca_lib.engine.predict import load_weights
 
-    model, cfg, class_names = load_weights(run_dir / f"fold{fold}" / "model.pt")
+    path = run_dir / f"fold{fold}" / "model.pt"
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no saved weights for fold {fold}; Grad-CAM explains each image "
+                                "with its test fold's model (see folds_with_weights)")
+    model, cfg, class_names = load_weights(path)
     return model.cpu().eval(), cfg, class_names
 
 
 def case_maps(run_dir: str | Path, case_ids: Sequence[str] | None = None, target: str = "pred",
-              batch_size: int = 16) -> dict:
+              batch_size: int = 16, folds: Sequence[int] | None = None) -> dict:
     """Grad-CAM maps of some (or all) images of a run, each from its own test fold's model.
 
     Args:
         run_dir: a finished run whose model classifies.
-        case_ids: the images (default: every image of the run).
+        case_ids: the images (default: every image of the run, or of ``folds``).
         target: which class to explain: ``"pred"`` (the predicted class, as in the
             paper's figure) or ``"true"``.
         batch_size: images per Grad-CAM call.
+        folds: with ``case_ids`` None, only the test images of these folds.
 
     Returns:
         dict with ``case_ids`` (list), ``images`` and ``masks`` (N, S, S) at network
@@ -119,10 +157,16 @@ def case_maps(run_dir: str | Path, case_ids: Sequence[str] | None = None, target
     if target not in ("pred", "true"):
         raise ValueError(f"target must be 'pred' or 'true', not {target!r}")
     run_dir = Path(run_dir)
-    cfg, folds, data = run_data(run_dir)
+    cfg, fold_table, data = run_data(run_dir)
     index = {c: i for i, c in enumerate(data.case_ids)}
-    fold_of = dict(zip(folds["case_id"], folds["fold"]))
-    ids = list(data.case_ids) if case_ids is None else [str(c) for c in case_ids]
+    fold_of = dict(zip(fold_table["case_id"], fold_table["fold"]))
+    if case_ids is not None:
+        ids = [str(c) for c in case_ids]
+    elif folds is not None:
+        keep = {int(f) for f in folds}
+        ids = [c for c in data.case_ids if c in fold_of and int(fold_of[c]) in keep]
+    else:
+        ids = list(data.case_ids)
     missing = [c for c in ids if c not in index or c not in fold_of]
     if missing:
         raise KeyError(f"{run_dir}: no such case(s) {missing[:5]}")
@@ -181,16 +225,18 @@ def mass_fraction(cams, masks, dilate: int = 0) -> tuple[np.ndarray, np.ndarray]
     return mass, area
 
 
-def lesion_mass(run_dir: str | Path, dilate: int = 3, target: str = "pred") -> pd.DataFrame:
+def lesion_mass(run_dir: str | Path, dilate: int = 3, target: str = "pred",
+                folds: Sequence[int] | None = None) -> pd.DataFrame:
     """Per image with a lesion: the share of the Grad-CAM mass inside the true lesion.
 
-    Every image is explained by its own test fold's model.
+    Every image is explained by its own test fold's model. ``folds`` limits it to the test
+    images of those folds (default: all; see :func:`folds_with_weights`).
 
     Returns:
         DataFrame: ``case_id, fold, true_class, pred_class, correct, mass_in_lesion,
         lesion_area, mass_in_dilated, dilated_area, empty_map``.
     """
-    maps = case_maps(run_dir, target=target)
+    maps = case_maps(run_dir, target=target, folds=folds)
     has = maps["masks"].reshape(len(maps["masks"]), -1).any(1)
     m0, a0 = mass_fraction(maps["cams"][has], maps["masks"][has], 0)
     md, ad = mass_fraction(maps["cams"][has], maps["masks"][has], dilate)

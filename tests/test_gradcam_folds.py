@@ -1,0 +1,51 @@
+"""Grad-CAM on a run that kept only some folds' weights (as committed runs do)."""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mtloca_lib.engine.config import make_config
+from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.report import gradcam
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("gradcam_folds")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MTLOCA_CACHE", str(root / "cache"))
+    try:
+        cfg = make_config("mtl_oca", "smoke", {"size": 32})
+        run_cv(cfg, root / "run", log=lambda s: None)
+        yield root / "run"
+    finally:
+        mp.undo()
+
+
+def test_folds_with_weights_and_fold_limited_maps(smoke_run, tmp_path, monkeypatch):
+    monkeypatch.setenv("MTLOCA_CACHE", str(smoke_run.parent / "cache"))
+    folds = sorted(pd.read_csv(smoke_run / "folds.csv")["fold"].unique().tolist())
+    assert gradcam.folds_with_weights(smoke_run) == (folds, [])
+
+    full = gradcam.lesion_mass(smoke_run)
+    # drop the weights of every fold but the last one: only its test images are explained
+    kept = folds[-1]
+    for f in folds[:-1]:
+        (smoke_run / f"fold{f}" / "model.pt").rename(smoke_run / f"fold{f}" / "model.pt.away")
+    try:
+        assert gradcam.folds_with_weights([smoke_run, smoke_run]) == ([kept], folds[:-1])
+        part = gradcam.lesion_mass(smoke_run, folds=[kept])
+        assert len(part) and set(part["fold"]) == {kept}
+        same = full[full["fold"] == kept].set_index("case_id").loc[part["case_id"]]
+        np.testing.assert_allclose(part["mass_in_lesion"].to_numpy(), same["mass_in_lesion"].to_numpy(), atol=1e-6)
+        with pytest.raises(FileNotFoundError, match="model.pt"):
+            gradcam.lesion_mass(smoke_run)  # every fold asked for: a missing weight file is named
+        (smoke_run / f"fold{kept}" / "model.pt").rename(smoke_run / f"fold{kept}" / "model.pt.away")
+        with pytest.raises(FileNotFoundError, match="no fold has saved weights"):
+            gradcam.folds_with_weights(smoke_run)
+    finally:
+        for f in folds:
+            away = smoke_run / f"fold{f}" / "model.pt.away"
+            if away.exists():
+                away.rename(smoke_run / f"fold{f}" / "model.pt")
