@@ -49,3 +49,24 @@ def test_folds_with_weights_and_fold_limited_maps(smoke_run, tmp_path, monkeypat
             away = smoke_run / f"fold{f}" / "model.pt.away"
             if away.exists():
                 away.rename(smoke_run / f"fold{f}" / "model.pt")
+
+
+def test_model_colours_are_one_per_model_and_used_in_figures():
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.colors as mcolors
+
+    from mtloca_lib.engine.experiments import ALL_MODELS, DISPLAY, MODEL_COLORS, model_color
+    from mtloca_lib.report.segmentation import figure4
+
+    assert set(MODEL_COLORS) == set(ALL_MODELS) and len(set(MODEL_COLORS.values())) == len(ALL_MODELS)
+    for preset in ALL_MODELS:
+        assert model_color(preset) == model_color(DISPLAY[preset]) == MODEL_COLORS[preset]
+    assert model_color("ground truth") is None and model_color("image", "black") == "black"
+    img = np.zeros((1, 8, 8), np.float32)
+    fig = figure4(img, img > 0, {"MTL-OCA": [img[0] > 0], "UNet (ST)": [img[0] > 0]},
+                  {"MTL-OCA": [1.0], "UNet (ST)": [1.0]}, ["case"])
+    titles = {ax.get_title(): ax.title.get_color() for ax in fig.axes if ax.get_title()}
+    assert mcolors.same_color(titles["MTL-OCA"], MODEL_COLORS["mtl_oca"])
+    assert mcolors.same_color(titles["UNet (ST)"], MODEL_COLORS["unet_st"])
+    assert mcolors.same_color(titles["image"], "black")

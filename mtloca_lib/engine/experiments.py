@@ -30,6 +30,28 @@ DISPLAY = {
     "ablation_no_oca": "(1) no OCA, cls from mask",
     "ablation_oca_cls_from_mask": "(2) OCA, cls from OCA mask",
 }
+#: One colour per model in every figure (title text of its panels, its curves): matplotlib's
+#: tab10 colours, MTL-OCA in the first.
+MODEL_COLORS = {
+    "mtl_oca": "#1f77b4",
+    "unet_st": "#ff7f0e",
+    "mt_dunet": "#2ca02c",
+    "ablation_no_oca": "#9467bd",
+    "ablation_oca_cls_from_mask": "#8c564b",
+}
+
+
+def model_color(name: str, default: str | None = None) -> str | None:
+    """The figure colour of a model, by preset name (``"mtl_oca"``) or display name
+    (``"MTL-OCA"``); ``default`` for anything else (e.g. "image", "ground truth")."""
+    if name in MODEL_COLORS:
+        return MODEL_COLORS[name]
+    for preset, shown in DISPLAY.items():
+        if name == shown:
+            return MODEL_COLORS[preset]
+    return default
+
+
 #: Models compared in Tables 2-5 and Figures 4-5, 7.
 COMPARISON_MODELS = ("unet_st", "mt_dunet", "mtl_oca")
 #: Table 6: the ablation's three configurations, the proposed model last.

@@ -14,7 +14,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 from mtloca_lib.report import common as plotting
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.engine.experiments import DISPLAY, model_color
 
 
 def classification_results(runs: Mapping[str, Path]) -> dict[str, dict]:
@@ -50,6 +50,7 @@ def figure5(confusions: Mapping[str, pd.DataFrame], normalize: str | None = "tru
     fig, axes = plt.subplots(1, k, figsize=(3.4 * k, 3.3 + top), squeeze=False)
     for ax, (name, cm) in zip(axes[0], confusions.items()):
         plotting.plot_confusion(ax, cm, normalize=normalize, title=f"{name} (n = {int(cm.to_numpy().sum())})")
+        ax.title.set_color(model_color(name, "black"))
     if title:
         fig.suptitle(title, fontsize="medium")
     fig.tight_layout(rect=(0, 0, 1, 1 - top / (3.3 + top)))

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from mtloca_lib.engine.convergence import convergence_table  # noqa: F401  (re-exported for notebook 08)
 
+from mtloca_lib.engine.experiments import model_color
 from mtloca_lib.engine.convergence import RISING, convergence_status, epoch_reaching, load_histories, mean_curve
 
 import math
@@ -52,7 +53,8 @@ def learning_curves_figure(runs: Mapping[str, str | Path], title: str = ""):
         verdict = {True: "converged", False: "NOT converged", None: "no validation curve"}[status["converged"]]
         if status["converged"] is not None:
             verdict += f" (rise {status['rise']:+.3f})"
-        axes[0, j].set_title(f"{label}\n{verdict}", fontsize=9)
+        axes[0, j].set_title(f"{label}\n{verdict}", fontsize=9, color=model_color(label, "black"))
+        mean_color = model_color(label, "C0")  # the model's colour, where the column is a model
         for i, (metric, ylabel) in enumerate(CURVE_PANELS):
             ax = axes[i, j]
             series = [(metric, "-")] + ([("val_total", "--")] if metric == "total" else [])
@@ -63,7 +65,7 @@ def learning_curves_figure(runs: Mapping[str, str | Path], title: str = ""):
                 for _, g in h.groupby("fold"):
                     ax.plot(g["epoch"], g[col], style, color="0.6", lw=0.7)
                 mean = mean_curve(h, col)
-                ax.plot(mean.index, mean.to_numpy(), style, color="C0" if style == "-" else "C1", lw=2)
+                ax.plot(mean.index, mean.to_numpy(), style, color=mean_color if style == "-" else "0.25", lw=2)
                 drawn = True
                 if col in RISING:
                     e95 = epoch_reaching(mean)

@@ -33,7 +33,7 @@ from scipy import ndimage
 
 from mtloca_lib.engine import overlay as plotting_overlay
 from mtloca_lib.engine.config import RunConfig
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.engine.experiments import DISPLAY, model_color
 from mtloca_lib.runio import read_json
 
 __all__ = [
@@ -306,7 +306,7 @@ def figure6(images, masks, cams: Mapping[str, Sequence[np.ndarray]], captions: M
         axes[i, 0].text(-0.06, 0.5, row_labels[i], transform=axes[i, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize="x-small")
     for j, c in enumerate(cols):
-        axes[0, j].set_title(c, fontsize="small")
+        axes[0, j].set_title(c, fontsize="small", color=model_color(c, "black"))
     fig.tight_layout(rect=(0, 0, 0.93, 1))
     if im is not None:
         cax = fig.add_axes((0.945, 0.15, 0.015, 0.7))

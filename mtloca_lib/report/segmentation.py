@@ -18,7 +18,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from mtloca_lib.engine import overlay as plotting_overlay
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.engine.experiments import DISPLAY, model_color
 
 
 def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
@@ -154,7 +154,7 @@ def figure4(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
         axes[i, 0].text(-0.06, 0.5, row_labels[i], transform=axes[i, 0].transAxes, rotation=90,
                         ha="right", va="center", fontsize="x-small")
     for j, c in enumerate(cols):
-        axes[0, j].set_title(c, fontsize="small")
+        axes[0, j].set_title(c, fontsize="small", color=model_color(c, "black"))
     handles = [Line2D([], [], color=plotting_overlay.TRUTH_COLOR, label="ground truth"),
                Line2D([], [], color=plotting_overlay.PRED_COLOR, label="prediction")]
     fig.legend(handles=handles, loc="lower center", ncol=2, fontsize="small", frameon=False)
