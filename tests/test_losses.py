@@ -53,6 +53,25 @@ def test_total_is_cls_plus_alpha_soft_plus_seg():
     assert terms["total"] == pytest.approx(total.item())
 
 
+def test_lesion_weight_weights_lesion_pixels_in_both_mask_terms():
+    model = _model("proposed")
+    x, masks, labels = _batch()
+    out = model(x.double())
+    target = masks[:, 0].long()
+    _, plain = MultiTaskLoss()(out, masks, labels)
+    _, one = MultiTaskLoss(lesion_weight=1.0)(out, masks, labels)
+    assert one == plain  # 1 is the paper's unweighted loss, bit for bit
+    _, w3 = MultiTaskLoss(lesion_weight=3.0)(out, masks, labels)
+    for key in ("seg", "seg_soft"):  # weighted mean: sum_i w_i l_i / sum_i w_i, by hand
+        nll = F.cross_entropy(out[key], target, reduction="none")
+        w = 1.0 + 2.0 * target.double()
+        assert w3[key] == pytest.approx(((w * nll).sum() / w.sum()).item())
+        assert w3[key] != pytest.approx(plain[key])
+    assert w3["cls"] == pytest.approx(plain["cls"])  # the classification term is untouched
+    with pytest.raises(ValueError, match="lesion_weight"):
+        MultiTaskLoss(lesion_weight=0.0)
+
+
 def test_total_and_terms_keeps_detached_tensors_equal_to_the_floats():
     # the training loop sums these on the device and reads them back once per epoch
     x, masks, labels = _batch()

@@ -3,7 +3,9 @@
     L = cls_weight * L_cls + alpha * L_soft + L_aug,  alpha = 0.4,
 
 every term a cross-entropy (optionally plus ``dice_weight`` times a soft Dice loss
-on the final mask: a departure from the paper, off by default). Terms are named after the output keys they read:
+on the final mask: a departure from the paper, off by default; and optionally with
+``lesion_weight`` > 1 on lesion pixels in both mask terms, a weighted cross-entropy:
+still the paper's kind of loss, but a weighting it does not state, off by default). Terms are named after the output keys they read:
 
 - "seg": the final mask "seg" (the paper's L_aug; for models without OCA, the
   only segmentation term);
@@ -112,6 +114,9 @@ class MultiTaskLoss(nn.Module):
             (default) is cross-entropy.
         dice_weight: > 0 adds this times :func:`soft_dice_loss` of the final mask
             (logged as "seg_dice"); 0 (default) is the paper's loss.
+        lesion_weight: class weight of lesion pixels (background: 1) in the cross-entropy
+            of both mask terms; 1 (default) is the paper's unweighted loss. PyTorch's
+            weighted mean (divided by the summed pixel weights) keeps the scale.
 
     Args (forward):
         outputs: the model's dict: "seg" (B, 2, H, W), optionally "seg_soft"
@@ -126,8 +131,13 @@ class MultiTaskLoss(nn.Module):
 
     def __init__(self, alpha: float = 0.4, cls_weight: float = 1.0,
                  class_weights: Sequence[float] | torch.Tensor | None = None,
-                 focal_gamma: float = 0.0, dice_weight: float = 0.0):
+                 focal_gamma: float = 0.0, dice_weight: float = 0.0, lesion_weight: float = 1.0):
         super().__init__()
+        if lesion_weight <= 0:
+            raise ValueError(f"lesion_weight must be > 0, got {lesion_weight}")
+        self.lesion_weight = float(lesion_weight)
+        pixel = None if lesion_weight == 1.0 else torch.tensor([1.0, float(lesion_weight)])
+        self.register_buffer("pixel_weights", pixel, persistent=False)
         if focal_gamma < 0:
             raise ValueError(f"focal_gamma must be >= 0, got {focal_gamma}")
         if dice_weight < 0:
@@ -144,11 +154,12 @@ class MultiTaskLoss(nn.Module):
               labels: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
         """The unweighted loss terms as tensors (still in the graph), by name."""
         target = _mask_target(masks).to(outputs["seg"].device)
-        terms = {"seg": F.cross_entropy(outputs["seg"], target)}
+        pw = None if self.pixel_weights is None else self.pixel_weights.to(outputs["seg"].dtype)
+        terms = {"seg": F.cross_entropy(outputs["seg"], target, weight=pw)}
         if self.dice_weight:
             terms["seg_dice"] = soft_dice_loss(outputs["seg"], target)
         if "seg_soft" in outputs:
-            terms["seg_soft"] = F.cross_entropy(outputs["seg_soft"], target)
+            terms["seg_soft"] = F.cross_entropy(outputs["seg_soft"], target, weight=pw)
         if "cls" in outputs and labels is not None:
             logits = outputs["cls"]
             terms["cls"] = focal_cross_entropy(logits, labels.long().to(logits.device),
