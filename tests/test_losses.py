@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mtloca_lib.models.losses import MultiTaskLoss, focal_cross_entropy, inverse_frequency_weights
+from mtloca_lib.models.losses import MultiTaskLoss, focal_cross_entropy, inverse_frequency_weights, soft_dice_loss
 from mtloca_lib.models import build_model
 
 SMALL = {"widths": (4, 8, 8), "bottleneck_width": 8, "gn_groups": 2, "cls_hidden": 8,
@@ -192,3 +192,35 @@ def test_unet_st_probe_leaves_segmentation_untouched_by_training():
     opt.step()
     changed = {n for n, p in model.named_parameters() if not torch.equal(p, before[n])}
     assert changed and all(n.startswith("cls_head.") for n in changed)
+
+
+# ---- deep supervision (not in the paper; off by default) ----------------------
+@pytest.mark.parametrize("name", ["proposed", "no_oca", "unet_st", "mt_dunet"])
+def test_deep_supervision_outputs_and_loss(name):
+    torch.manual_seed(0)
+    model = build_model({**MODELS[name], **SMALL, "deep_supervision": 2}).double()
+    x, masks, labels = _batch()
+    out = model(x.double())
+    assert out["seg_ds1"].shape == (4, 2, 8, 8) and out["seg_ds2"].shape == (4, 2, 4, 4)
+    assert "seg_ds3" not in out
+    loss = MultiTaskLoss(dice_weight=0.5)
+    total, terms = loss(out, masks, labels)
+    by_hand = 0.0
+    for k in (1, 2):
+        logits = out[f"seg_ds{k}"]
+        small = (F.adaptive_avg_pool2d(masks.double(), logits.shape[-2:]) >= 0.5).long()[:, 0]
+        by_hand += 0.5 ** k * (F.cross_entropy(logits, small) + 0.5 * soft_dice_loss(logits, small))
+    assert terms["seg_ds"] == pytest.approx(by_hand.item())
+    without = {k: v for k, v in out.items() if not k.startswith("seg_ds")}
+    total_plain, _ = loss(without, masks, labels)
+    torch.testing.assert_close(total.detach(), (total_plain + by_hand).detach())
+    total.backward()
+    head = model.backbone.ds_heads[1].weight
+    assert head.grad is not None and head.grad.abs().sum() > 0
+
+
+def test_deep_supervision_off_by_default_and_bounded():
+    out = _model("proposed")(_batch()[0].double())
+    assert not any(k.startswith("seg_ds") for k in out)
+    with pytest.raises(ValueError, match="deep_supervision"):
+        build_model({**MODELS["proposed"], **SMALL, "deep_supervision": 3})  # 3 levels: at most 2

@@ -59,6 +59,9 @@ class ModelConfig:
         up_conv: each decoder level applies a 3x3 convolution to the upsampled map
             before the skip concatenation (default True); False leaves it out, so the
             level's block reads the upsampled map and the skip directly.
+        deep_supervision: the number of coarser decoder levels (H/2, H/4, ...) with a mask
+            head of their own, whose outputs "seg_ds1", ... the loss supervises (nnU-Net's
+            deep supervision; not in the paper); 0 (default) adds none.
     """
 
     arch: str = "mtl_oca"
@@ -77,6 +80,7 @@ class ModelConfig:
     dense_layers: int = 3
     cls_probe: bool = True
     up_conv: bool = True
+    deep_supervision: int = 0
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -186,7 +190,7 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
                   bottleneck_width=cfg.resolved_bottleneck_width,
                   gn_groups=-cfg.gn_channels if cfg.gn_channels else cfg.gn_groups,
                   cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout,
-                  up_conv=cfg.up_conv)
+                  up_conv=cfg.up_conv, deep_supervision=cfg.deep_supervision)
     if cfg.arch == "mtl_oca":
         model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
                                   cls_source=cfg.cls_source, **common)

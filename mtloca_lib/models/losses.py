@@ -11,7 +11,11 @@ still the paper's kind of loss, but a weighting it does not state, off by defaul
   only segmentation term);
 - "seg_soft": the soft object regions "seg_soft" (L_soft; OCA models only);
 - "cls": the classification logits "cls" (L_cls; when the model has them and
-  labels are given).
+  labels are given);
+- "seg_ds": with deep supervision (``ModelConfig.deep_supervision``; not in the paper), the
+  coarser decoder levels' masks "seg_ds1" (H/2), "seg_ds2" (H/4), ... against the mask
+  downsampled to their size, each with the final mask's loss (cross-entropy, plus the
+  Dice term when ``dice_weight`` > 0), weighted 1/2, 1/4, ... and added to the total.
 
 For the imbalance the paper's discussion mentions, the classification term can
 use class weights and/or a focal loss (Lin et al., ICCV 2017); both are off by
@@ -160,11 +164,26 @@ class MultiTaskLoss(nn.Module):
             terms["seg_dice"] = soft_dice_loss(outputs["seg"], target)
         if "seg_soft" in outputs:
             terms["seg_soft"] = F.cross_entropy(outputs["seg_soft"], target, weight=pw)
+        ds_keys = sorted((k for k in outputs if k.startswith("seg_ds")), key=lambda k: int(k[6:]))
+        if ds_keys:
+            terms["seg_ds"] = sum(0.5 ** int(k[6:]) * self._mask_loss(outputs[k], masks, pw) for k in ds_keys)
         if "cls" in outputs and labels is not None:
             logits = outputs["cls"]
             terms["cls"] = focal_cross_entropy(logits, labels.long().to(logits.device),
                                                self.focal_gamma, self.class_weights)
         return terms
+
+    def _mask_loss(self, logits: torch.Tensor, masks: torch.Tensor, pw: torch.Tensor | None) -> torch.Tensor:
+        """The final mask's loss (cross-entropy, plus the Dice term) at the logits' size."""
+        m = masks if masks.dim() == 4 else masks.unsqueeze(1)
+        m = m.to(device=logits.device, dtype=torch.float32)
+        if m.shape[-2:] != logits.shape[-2:]:  # a pixel is lesion when most of it was
+            m = (F.adaptive_avg_pool2d(m, logits.shape[-2:]) >= 0.5).float()
+        target = _mask_target(m)
+        loss = F.cross_entropy(logits, target, weight=pw)
+        if self.dice_weight:
+            loss = loss + self.dice_weight * soft_dice_loss(logits, target)
+        return loss
 
     def total_and_terms(self, outputs: Mapping[str, torch.Tensor], masks: torch.Tensor,
                         labels: torch.Tensor | None = None) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
@@ -180,6 +199,8 @@ class MultiTaskLoss(nn.Module):
             total = total + self.dice_weight * terms["seg_dice"]
         if "seg_soft" in terms:
             total = total + self.alpha * terms["seg_soft"]
+        if "seg_ds" in terms:
+            total = total + terms["seg_ds"]
         if "cls" in terms:
             total = total + self.cls_weight * terms["cls"]
         logged = {name: value.detach() for name, value in terms.items()}

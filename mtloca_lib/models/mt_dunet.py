@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from mtloca_lib.models.heads import ClassificationHead
-from mtloca_lib.models.resunet import UNetBackbone
+from mtloca_lib.models.resunet import UNetBackbone, aux_outputs
 
 
 class MTDUNet(nn.Module):
@@ -33,7 +33,7 @@ class MTDUNet(nn.Module):
     Args:
         in_channels: 1 or 2.
         n_classes: classification outputs.
-        widths, bottleneck_width, gn_groups, up_conv: see :class:`UNetBackbone`.
+        widths, bottleneck_width, gn_groups, up_conv, deep_supervision: see :class:`UNetBackbone`.
         dense_layers: layers per dense block (growth rate: half the level width).
         cls_pool, cls_hidden, dropout: see :class:`ClassificationHead`.
 
@@ -47,11 +47,13 @@ class MTDUNet(nn.Module):
     def __init__(self, in_channels: int = 2, n_classes: int = 3,
                  widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
                  gn_groups: int = 8, dense_layers: int = 3, cls_pool: str = "avgmax",
-                 cls_hidden: int = 64, dropout: float = 0.1, up_conv: bool = True):
+                 cls_hidden: int = 64, dropout: float = 0.1, up_conv: bool = True,
+                 deep_supervision: int = 0):
         super().__init__()
         self.backbone = UNetBackbone(in_channels, widths, bottleneck_width, gn_groups,
                                      encoder_block="dense", decoder_block="plain",
-                                     dense_layers=dense_layers, up_conv=up_conv)
+                                     dense_layers=dense_layers, up_conv=up_conv,
+                                     deep_supervision=deep_supervision)
         self.seg_head = nn.Conv2d(self.backbone.out_channels, 2, 1)
         self.cls_head = ClassificationHead(bottleneck_width, n_classes, cls_hidden, cls_pool,
                                            dropout)
@@ -59,5 +61,5 @@ class MTDUNet(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips, bottom = self.backbone.encode(x)
-        seg = self.seg_head(self.backbone.decode(skips, bottom))
-        return {"seg": seg, "cls": self.cls_head(bottom)}
+        features, aux = self.backbone.decode_with_aux(skips, bottom)
+        return {"seg": self.seg_head(features), "cls": self.cls_head(bottom), **aux_outputs(aux)}

@@ -22,7 +22,7 @@ from torch import nn
 
 from mtloca_lib.models.heads import ClassificationHead
 from mtloca_lib.models.oca import ObjectContextualAttention
-from mtloca_lib.models.resunet import ResUNet
+from mtloca_lib.models.resunet import ResUNet, aux_outputs
 
 #: Allowed values of ``MTLOCA(variant=...)``.
 MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask")
@@ -36,7 +36,8 @@ class MTLOCA(nn.Module):
     Args:
         in_channels: 1 (image) or 2 (image + Gaussian-derivative magnitude).
         n_classes: classification outputs (3 for BUSI, 2 for UDIAT).
-        widths, bottleneck_width, gn_groups, up_conv: backbone (see :class:`ResUNet`).
+        widths, bottleneck_width, gn_groups, up_conv, deep_supervision: backbone (see
+            :class:`ResUNet`).
         variant: one of :data:`MTLOCA_VARIANTS`.
         key_channels: d of the OCA relation (default: ``widths[0]``).
         cls_pool, cls_hidden, dropout: classification head (see
@@ -52,14 +53,15 @@ class MTLOCA(nn.Module):
 
     Returns (forward):
         dict with "seg" (B, 2, H, W) final mask logits, "seg_soft" (B, 2, H, W) soft
-        object region logits (OCA variants only), "cls" (B, n_classes) logits.
+        object region logits (OCA variants only), "cls" (B, n_classes) logits, and with
+        deep supervision "seg_ds1", "seg_ds2", ... (B, 2, H / 2**k, W / 2**k).
     """
 
     def __init__(self, in_channels: int = 2, n_classes: int = 3,
                  widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
                  gn_groups: int = 8, variant: str = "proposed", key_channels: int | None = None,
                  cls_pool: str = "avgmax", cls_hidden: int = 64, dropout: float = 0.1,
-                 cls_source: str = "decoder", up_conv: bool = True):
+                 cls_source: str = "decoder", up_conv: bool = True, deep_supervision: int = 0):
         super().__init__()
         if variant not in MTLOCA_VARIANTS:
             raise ValueError(f"unknown MTL-OCA variant {variant!r}; choose one of {MTLOCA_VARIANTS}")
@@ -70,7 +72,7 @@ class MTLOCA(nn.Module):
                              f"(variant {variant!r} classifies from a mask)")
         self.variant = variant
         self.cls_source = cls_source
-        self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups, up_conv)
+        self.backbone = ResUNet(in_channels, widths, bottleneck_width, gn_groups, up_conv, deep_supervision)
         channels = self.backbone.out_channels
         last_decoder = f"backbone.decoder.{len(self.backbone.decoder) - 1}"
 
@@ -89,13 +91,13 @@ class MTLOCA(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips, bottom = self.backbone.encode(x)          # bottom (B, C_b, H/8, W/8)
-        features = self.backbone.decode(skips, bottom)   # (B, C, H, W)
+        features, aux = self.backbone.decode_with_aux(skips, bottom)   # (B, C, H, W); deep supervision
         if self.variant == "no_oca":
             seg = self.mask_head(features)
-            return {"seg": seg, "cls": self.cls_head(seg)}
+            return {"seg": seg, "cls": self.cls_head(seg), **aux_outputs(aux)}
         seg_soft, seg = self.oca(features)
         if self.variant == "oca_cls_from_mask":
             cls_input = seg
         else:
             cls_input = bottom if self.cls_source == "bottleneck" else features
-        return {"seg": seg, "seg_soft": seg_soft, "cls": self.cls_head(cls_input)}
+        return {"seg": seg, "seg_soft": seg_soft, "cls": self.cls_head(cls_input), **aux_outputs(aux)}

@@ -71,20 +71,28 @@ class UNetBackbone(nn.Module):
         dense_layers: layers per dense block (dense blocks only).
         up_conv: each decoder level convolves the upsampled map before the skip
             concatenation (default); False concatenates it as it is.
+        deep_supervision: number of coarser decoder levels (H/2, H/4, ...) that get a 1x1
+            mask head of their own for deep supervision (:meth:`decode_with_aux`); 0 (default)
+            adds none. At most L - 1.
 
     Shapes:
         x (B, in_channels, H, W), H and W divisible by 2**L ->
-        features (B, widths[0], H, W).
+        features (B, widths[0], H, W); auxiliary mask logits k = 1..deep_supervision:
+        (B, 2, H / 2**k, W / 2**k).
     """
 
     def __init__(self, in_channels: int = 2, widths: Sequence[int] = (16, 32, 64),
                  bottleneck_width: int = 128, gn_groups: int = 8,
                  encoder_block: str = "residual", decoder_block: str = "residual",
-                 dense_layers: int = 3, up_conv: bool = True):
+                 dense_layers: int = 3, up_conv: bool = True, deep_supervision: int = 0):
         super().__init__()
         widths = tuple(int(w) for w in widths)
         if not widths:
             raise ValueError("widths must name at least one encoder level")
+        if not 0 <= int(deep_supervision) < len(widths):
+            raise ValueError(f"deep_supervision must be between 0 and {len(widths) - 1} (the decoder levels "
+                             f"coarser than the output), got {deep_supervision}")
+        self.deep_supervision = int(deep_supervision)
         self.in_channels = in_channels
         self.widths = widths
         self.bottleneck_width = bottleneck_width
@@ -104,6 +112,8 @@ class UNetBackbone(nn.Module):
             DecoderLevel(c_in, c_skip, c_skip, decoder_block, gn_groups, dense_layers, up_conv)
             for c_in, c_skip in zip(coarse_widths, widths[::-1])
         )
+        # ds_heads[k - 1] reads the decoder level at H / 2**k, which has widths[k] channels
+        self.ds_heads = nn.ModuleList(nn.Conv2d(widths[k], 2, 1) for k in range(1, self.deep_supervision + 1))
 
     def encode(self, x: torch.Tensor) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Run the encoder and the bottleneck.
@@ -132,8 +142,28 @@ class UNetBackbone(nn.Module):
             x = level(x, skip)
         return x
 
+    def decode_with_aux(self, skips: list[torch.Tensor], bottom: torch.Tensor
+                        ) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """Like :meth:`decode`, plus the deep-supervision mask logits.
+
+        Returns:
+            features (B, widths[0], H, W) and a list of ``deep_supervision`` logits,
+            the k-th (k = 1, 2, ...) of shape (B, 2, H / 2**k, W / 2**k).
+        """
+        x, by_level = bottom, []
+        for level, skip in zip(self.decoder, reversed(skips)):
+            x = level(x, skip)
+            by_level.append(x)
+        n = len(self.decoder)
+        return x, [head(by_level[n - 1 - k]) for k, head in enumerate(self.ds_heads, start=1)]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.decode(*self.encode(x))
+
+
+def aux_outputs(aux: list[torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The deep-supervision logits as output-dict entries ``"seg_ds1"``, ``"seg_ds2"``, ..."""
+    return {f"seg_ds{k}": a for k, a in enumerate(aux, start=1)}
 
 
 class ResUNet(UNetBackbone):
@@ -145,13 +175,16 @@ class ResUNet(UNetBackbone):
     that feeds both the OCA module and the classification head.
 
     Args:
-        in_channels, widths, bottleneck_width, gn_groups, up_conv: see :class:`UNetBackbone`.
+        in_channels, widths, bottleneck_width, gn_groups, up_conv, deep_supervision: see
+            :class:`UNetBackbone`.
 
     Shapes:
         (B, in_channels, H, W) -> (B, widths[0], H, W)
     """
 
     def __init__(self, in_channels: int = 2, widths: Sequence[int] = (16, 32, 64),
-                 bottleneck_width: int = 128, gn_groups: int = 8, up_conv: bool = True):
+                 bottleneck_width: int = 128, gn_groups: int = 8, up_conv: bool = True,
+                 deep_supervision: int = 0):
         super().__init__(in_channels, widths, bottleneck_width, gn_groups,
-                         encoder_block="residual", decoder_block="residual", up_conv=up_conv)
+                         encoder_block="residual", decoder_block="residual", up_conv=up_conv,
+                         deep_supervision=deep_supervision)

@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from mtloca_lib.models.heads import ClassificationHead
-from mtloca_lib.models.resunet import UNetBackbone
+from mtloca_lib.models.resunet import UNetBackbone, aux_outputs
 
 
 class UNetST(nn.Module):
@@ -28,7 +28,7 @@ class UNetST(nn.Module):
     Args:
         in_channels: 1 or 2.
         n_classes: classification outputs of the probe.
-        widths, bottleneck_width, gn_groups, up_conv: see :class:`UNetBackbone`.
+        widths, bottleneck_width, gn_groups, up_conv, deep_supervision: see :class:`UNetBackbone`.
         cls_pool, cls_hidden, dropout: the probe (see :class:`ClassificationHead`).
         cls_probe: attach the probe; without it the model is a pure segmenter and
             returns no "cls".
@@ -45,10 +45,12 @@ class UNetST(nn.Module):
     def __init__(self, in_channels: int = 2, n_classes: int = 3,
                  widths: Sequence[int] = (16, 32, 64), bottleneck_width: int = 128,
                  gn_groups: int = 8, cls_pool: str = "avgmax", cls_hidden: int = 64,
-                 dropout: float = 0.1, cls_probe: bool = True, up_conv: bool = True):
+                 dropout: float = 0.1, cls_probe: bool = True, up_conv: bool = True,
+                 deep_supervision: int = 0):
         super().__init__()
         self.backbone = UNetBackbone(in_channels, widths, bottleneck_width, gn_groups,
-                                     encoder_block="plain", decoder_block="plain", up_conv=up_conv)
+                                     encoder_block="plain", decoder_block="plain", up_conv=up_conv,
+                                     deep_supervision=deep_supervision)
         self.seg_head = nn.Conv2d(self.backbone.out_channels, 2, 1)
         self.cls_head = (
             ClassificationHead(bottleneck_width, n_classes, cls_hidden, cls_pool, dropout,
@@ -59,7 +61,8 @@ class UNetST(nn.Module):
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         skips, bottom = self.backbone.encode(x)
-        out = {"seg": self.seg_head(self.backbone.decode(skips, bottom))}
+        features, aux = self.backbone.decode_with_aux(skips, bottom)
+        out = {"seg": self.seg_head(features), **aux_outputs(aux)}
         if self.cls_head is not None:
             out["cls"] = self.cls_head(bottom)
         return out
