@@ -215,4 +215,4 @@ class MultiTaskLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, cls_weight={self.cls_weight}, "
                 f"focal_gamma={self.focal_gamma}, class_weights={self.class_weights}, "
-                f"dice_weight={self.dice_weight}")
+                f"dice_weight={self.dice_weight}, lesion_weight={self.lesion_weight}")

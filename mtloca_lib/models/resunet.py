@@ -137,10 +137,7 @@ class UNetBackbone(nn.Module):
 
     def decode(self, skips: list[torch.Tensor], bottom: torch.Tensor) -> torch.Tensor:
         """Run the decoder: (skips, bottom) -> features (B, widths[0], H, W)."""
-        x = bottom
-        for level, skip in zip(self.decoder, reversed(skips)):
-            x = level(x, skip)
-        return x
+        return self.decode_with_aux(skips, bottom)[0]
 
     def decode_with_aux(self, skips: list[torch.Tensor], bottom: torch.Tensor
                         ) -> tuple[torch.Tensor, list[torch.Tensor]]:
