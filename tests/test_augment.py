@@ -132,3 +132,71 @@ def test_cuda_matches_cpu():
     assert gpu[0].is_cuda
     assert torch.allclose(cpu[0], gpu[0].cpu(), atol=1e-4)
     assert (cpu[1] != gpu[1].cpu()).float().mean() < 0.002
+
+
+# ---- intensity extras (noise, blur, brightness; off by default) ---------------------------
+
+def _batch(b=4, s=32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    images = torch.rand(b, 1, s, s, generator=g)
+    masks = (torch.rand(b, 1, s, s, generator=g) > 0.7).float()
+    return images, masks
+
+
+def test_extras_off_leave_the_draws_unchanged():
+    """Switching the extras on at p = 0 keeps every output bit for bit (no extra draws)."""
+    from mtloca_lib.data.augment import augment_batch
+
+    images, masks = _batch()
+    a = augment_batch(images, masks, torch.Generator().manual_seed(1))
+    b = augment_batch(images, masks, torch.Generator().manual_seed(1), noise_p=0, blur_p=0,
+                      brightness_p=0, noise_std_range=(0.0, 0.2))
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1], b[1])
+
+
+def test_extras_on_are_reproducible_and_keep_the_mask():
+    from mtloca_lib.data.augment import augment_batch
+
+    images, masks = _batch()
+    kw = dict(noise_p=1.0, blur_p=1.0, brightness_p=1.0, rotation_deg=0, hflip_p=0, crop_p=0,
+              contrast_p=0, return_params=True)
+    a = augment_batch(images, masks, torch.Generator().manual_seed(3), **kw)
+    b = augment_batch(images, masks, torch.Generator().manual_seed(3), **kw)
+    assert torch.equal(a[0], b[0])
+    assert torch.equal(a[1], masks)          # intensity only: the mask is untouched
+    assert a[0].min() >= 0 and a[0].max() <= 1
+    assert not torch.equal(a[0], images)
+    p = a[2]
+    assert ((p["noise_std"] >= 0) & (p["noise_std"] <= 0.05)).all()
+    assert ((p["blur_sigma"] >= 0.5) & (p["blur_sigma"] <= 1.0)).all()
+    assert ((p["brightness"] >= 0.75) & (p["brightness"] <= 1.25)).all()
+
+
+def test_gaussian_blur_matches_scipy():
+    import numpy as np
+    from scipy.ndimage import gaussian_filter
+
+    from mtloca_lib.data.augment import gaussian_blur
+
+    images, _ = _batch(b=3)
+    sigma = torch.tensor([0.0, 0.7, 1.0])
+    out = gaussian_blur(images, sigma)
+    assert torch.equal(out[0], images[0])
+    for i in (1, 2):
+        ref = gaussian_filter(images[i, 0].double().numpy(), float(sigma[i]), mode="reflect",
+                              truncate=3.0 / float(sigma[i]))  # our radius: ceil(3 * max sigma) = 3 px
+        # scipy's "reflect" repeats the edge pixel; torch's "reflect" does not: compare the interior.
+        np.testing.assert_allclose(out[i, 0, 4:-4, 4:-4].numpy(), ref[4:-4, 4:-4], atol=2e-5)
+
+
+def test_zoom_out_with_crop_range_above_one():
+    from mtloca_lib.data.augment import augment_batch
+
+    images = torch.ones(2, 1, 32, 32)
+    masks = torch.ones(2, 1, 32, 32)
+    out, out_mask, p = augment_batch(images, masks, torch.Generator().manual_seed(0), rotation_deg=0,
+                                     hflip_p=0, crop_p=1.0, crop_range=(1.4, 1.4), contrast_p=0,
+                                     return_params=True)
+    assert torch.allclose(p["scale"], torch.tensor(1.4))
+    assert out[:, :, 0, 0].max() == 0 and out_mask[:, :, 0, 0].max() == 0   # zeros outside the view
+    assert out[:, :, 16, 16].min() == 1

@@ -14,12 +14,22 @@ Per image, independently:
   followed by a contrast stretch about the image mean by a factor log-uniform
   in [0.8, 1.25], clipped to [0, 1].
 
+Off by default, not in the paper (nnU-Net-style intensity augmentation, for the
+training study): additive Gaussian noise (``noise_p``, std uniform in
+``noise_std_range``), Gaussian blur (``blur_p``, sigma uniform in
+``blur_sigma_range`` pixels) and a multiplicative brightness change (``brightness_p``,
+factor uniform in ``brightness_range``), applied in that order after the geometry and
+before the contrast enhancement; the result is clipped to [0, 1]. A ``crop_range`` whose
+upper end exceeds 1 also zooms out (the field of view shrinks inside a padded frame).
+
 Rotation, flip and crop-zoom are folded into one affine map and one resampling
 (``affine_grid`` + ``grid_sample``): bilinear for the image, nearest for the mask
 (same grid, so they stay aligned and the mask stays binary); outside the
 original field of view both are 0. All randomness comes from the
 ``torch.Generator`` passed in: one (B, 8) uniform draw per call, so a run is
-reproducible whatever options are switched on.
+reproducible whatever options are switched on; the intensity extras draw a second
+(B, 6) uniform and a noise field after it, only when one of them is on, so runs
+without them get the same draws as before they existed.
 
 May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
 """
@@ -40,6 +50,9 @@ CROP_RANGE = (0.7, 1.0)
 CONTRAST_P = 0.5
 GAMMA_RANGE = (0.7, 1.5)
 CONTRAST_RANGE = (0.8, 1.25)
+NOISE_STD_RANGE = (0.0, 0.05)
+BLUR_SIGMA_RANGE = (0.5, 1.0)
+BRIGHTNESS_RANGE = (0.75, 1.25)
 
 
 def affine_theta(angle_deg: torch.Tensor, hflip: torch.Tensor, vflip: torch.Tensor,
@@ -116,6 +129,31 @@ def adjust_contrast(images: torch.Tensor, gamma: torch.Tensor, factor: torch.Ten
     return (mean + factor * (out - mean)).clamp(0, 1)
 
 
+def gaussian_blur(images: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Blur each image with its own Gaussian (separable, reflect padding); sigma 0 = unchanged.
+
+    Args:
+        images: float (B, 1, H, W).
+        sigma: (B,) standard deviations in pixels, >= 0.
+
+    Returns:
+        (B, 1, H, W).
+    """
+    b, _, h, w = images.shape
+    sigma = sigma.to(images.device, images.dtype)
+    radius = max(1, int(math.ceil(3 * float(sigma.max())))) if b else 1
+    offsets = torch.arange(-radius, radius + 1, device=images.device, dtype=images.dtype)
+    safe = sigma.clamp_min(1e-6).view(-1, 1)
+    kernel = torch.exp(-0.5 * (offsets.view(1, -1) / safe) ** 2)
+    kernel = kernel / kernel.sum(dim=1, keepdim=True)
+    identity = (offsets == 0).to(images.dtype).expand_as(kernel)
+    kernel = torch.where((sigma > 0).view(-1, 1), kernel, identity)
+    x = images.reshape(1, b, h, w)
+    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), kernel.view(b, 1, 1, -1), groups=b)
+    x = F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), kernel.view(b, 1, -1, 1), groups=b)
+    return x.reshape(b, 1, h, w)
+
+
 def _log_uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
     return torch.exp(math.log(lo) + u * (math.log(hi) - math.log(lo)))
 
@@ -125,6 +163,9 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
                   crop_p: float = CROP_P, crop_range: tuple[float, float] = CROP_RANGE,
                   contrast_p: float = CONTRAST_P, gamma_range: tuple[float, float] = GAMMA_RANGE,
                   contrast_range: tuple[float, float] = CONTRAST_RANGE, padding_mode: str = "zeros",
+                  noise_p: float = 0.0, noise_std_range: tuple[float, float] = NOISE_STD_RANGE,
+                  blur_p: float = 0.0, blur_sigma_range: tuple[float, float] = BLUR_SIGMA_RANGE,
+                  brightness_p: float = 0.0, brightness_range: tuple[float, float] = BRIGHTNESS_RANGE,
                   return_params: bool = False):
     """Randomly augment a batch; image and mask get the same geometric transform.
 
@@ -134,10 +175,17 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
         generator: source of all randomness (its device may differ from the images').
         rotation_deg: angles are uniform in [-rotation_deg, rotation_deg].
         hflip_p, vflip_p: flip probabilities.
-        crop_p: probability of a centre crop; its kept fraction is uniform in crop_range.
+        crop_p: probability of a centre crop; its kept fraction is uniform in crop_range
+            (a fraction above 1 zooms out).
         contrast_p: probability of contrast enhancement (gamma then stretch).
         gamma_range, contrast_range: log-uniform ranges of gamma and stretch factor.
         padding_mode: fill outside the field of view (see :func:`apply_geometry`).
+        noise_p, noise_std_range: probability of additive Gaussian noise and the uniform
+            range of its standard deviation (images are in [0, 1]).
+        blur_p, blur_sigma_range: probability of a Gaussian blur and the uniform range of
+            its sigma in pixels.
+        brightness_p, brightness_range: probability of multiplying the image by a factor
+            uniform in brightness_range.
         return_params: also return a dict of the drawn parameters, each (B,).
 
     Returns:
@@ -165,6 +213,10 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
     if rotation_deg != 0 or hflip_p > 0 or vflip_p > 0 or crop_p > 0:
         theta = affine_theta(angle, hflip, vflip, scale, h, w)
         out_img, out_mask = apply_geometry(out_img, out_mask, theta, padding_mode)
+    extras = {"noise_std": torch.zeros(b), "blur_sigma": torch.zeros(b), "brightness": torch.ones(b)}
+    if noise_p > 0 or blur_p > 0 or brightness_p > 0:
+        out_img, extras = _intensity_extras(out_img, generator, noise_p, noise_std_range, blur_p,
+                                            blur_sigma_range, brightness_p, brightness_range)
     if contrast_p > 0:
         out_img = adjust_contrast(out_img, gamma, factor)
     out_mask = out_mask.to(masks.dtype)
@@ -172,9 +224,33 @@ def augment_batch(images: torch.Tensor, masks: torch.Tensor, generator: torch.Ge
         out_mask = out_mask.squeeze(1)
     if return_params:
         params = {"angle_deg": angle, "hflip": hflip, "vflip": vflip, "scale": scale,
-                  "gamma": gamma, "contrast": factor}
+                  "gamma": gamma, "contrast": factor, **extras}
         return out_img, out_mask, params
     return out_img, out_mask
+
+
+def _uniform(u: torch.Tensor, lo: float, hi: float) -> torch.Tensor:
+    return lo + u * (hi - lo)
+
+
+def _intensity_extras(images, generator, noise_p, noise_std_range, blur_p, blur_sigma_range,
+                      brightness_p, brightness_range):
+    """Noise, blur and brightness (see :func:`augment_batch`); returns (images, drawn params)."""
+    b = images.shape[0]
+    u = torch.rand(b, 6, generator=generator, device=generator.device).to(images.device)
+    zero, one = torch.zeros_like(u[:, 0]), torch.ones_like(u[:, 0])
+    noise_std = torch.where(u[:, 0] < noise_p, _uniform(u[:, 1], *noise_std_range), zero)
+    blur_sigma = torch.where(u[:, 2] < blur_p, _uniform(u[:, 3], *blur_sigma_range), zero)
+    brightness = torch.where(u[:, 4] < brightness_p, _uniform(u[:, 5], *brightness_range), one)
+    out = images
+    if noise_p > 0:
+        noise = torch.randn(images.shape, generator=generator, device=generator.device)
+        out = out + noise.to(images.device, images.dtype) * noise_std.to(images.dtype).view(-1, 1, 1, 1)
+    if blur_p > 0:
+        out = gaussian_blur(out, blur_sigma)
+    if brightness_p > 0:
+        out = out * brightness.to(images.dtype).view(-1, 1, 1, 1)
+    return out.clamp(0, 1), {"noise_std": noise_std, "blur_sigma": blur_sigma, "brightness": brightness}
 
 
 def augment_then_input(images: torch.Tensor, masks: torch.Tensor, generator: torch.Generator,

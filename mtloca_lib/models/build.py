@@ -22,6 +22,7 @@ from mtloca_lib.models.blocks import POOL_MODES
 from mtloca_lib.models.mt_dunet import MTDUNet
 from mtloca_lib.models.mtl_oca import MTLOCA_VARIANTS, MTLOCA
 from mtloca_lib.models.unet import UNetST
+from mtloca_lib.models.weight_init import INIT_SCHEMES, initialise
 
 #: Allowed values of ``ModelConfig.arch``.
 ARCHS = ("mtl_oca", "unet_st", "mt_dunet")
@@ -62,6 +63,8 @@ class ModelConfig:
         deep_supervision: the number of coarser decoder levels (H/2, H/4, ...) with a mask
             head of their own, whose outputs "seg_ds1", ... the loss supervises (nnU-Net's
             deep supervision; not in the paper); 0 (default) adds none.
+        init: weight initialisation, "default" (PyTorch's per-layer defaults) or "kaiming"
+            (He-normal, zero biases; :mod:`mtloca_lib.models.weight_init`).
     """
 
     arch: str = "mtl_oca"
@@ -81,6 +84,7 @@ class ModelConfig:
     cls_probe: bool = True
     up_conv: bool = True
     deep_supervision: int = 0
+    init: str = "default"
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -114,6 +118,8 @@ class ModelConfig:
                              f"proposed variant (got {self.label})")
         if self.cls_pool not in POOL_MODES:
             raise ValueError(f"unknown cls_pool {self.cls_pool!r}; choose one of {POOL_MODES}")
+        if self.init not in INIT_SCHEMES:
+            raise ValueError(f"unknown init {self.init!r}; choose one of {INIT_SCHEMES}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
 
@@ -198,5 +204,6 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
         model = UNetST(cls_probe=cfg.cls_probe, **common)
     else:
         model = MTDUNet(dense_layers=cfg.dense_layers, **common)
+    initialise(model, cfg.init)
     model.config = cfg
     return model
