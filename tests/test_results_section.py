@@ -18,10 +18,40 @@ def test_readme_block_matches_the_committed_runs():
 
 
 def test_render_names_its_sources(tmp_path):
-    # an empty tree renders the ablation skeleton only, marking every row as not complete
+    # an empty tree renders the ablation skeleton only, marking every row as not run
     text = rs.render(root=tmp_path)
-    assert "Table 6" in text and text.count("not complete yet") == 6
-    assert "Tables 2 and 3" not in text
+    assert "Table 6" in text and text.count("not run yet") == 6 + 1  # + the seeds line
+    assert "Tables 2 and 3" not in text and "Undertrained" not in text
+    legacy = rs.render(root=tmp_path, profile=rs.UNDERTRAINED_PROFILE)
+    assert legacy.count("not complete yet") == 6
+
+
+def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monkeypatch):
+    """A run with some folds done reads "k of 5 folds"; the cpu20 runs get their own labelled table."""
+    import shutil
+
+    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.engine.cv import run_cv
+
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    done = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped" / "mtl_oca-seed0"
+    run_cv(make_config("mtl_oca", "smoke", {"epochs": 1, "k": 5, "num_threads": 1}), done, log=lambda s: None)
+    partial = done.parent / "unet_st-seed0"
+    shutil.copytree(done, partial)
+    for extra in ("fold1", "fold2", "fold4"):
+        shutil.rmtree(partial / extra)
+    (partial / "fold_metrics.csv").unlink()
+    old = tmp_path / "runs" / "busi" / rs.UNDERTRAINED_PROFILE / "grouped" / "mtl_oca-seed0"
+    shutil.copytree(done, old)
+    text = rs.render(root=tmp_path)
+    assert f"the `{rs.CURRENT_PROFILE}` profile" in text
+    row = next(line for line in text.splitlines() if "grouped" in line and "UNet (ST)" in line)
+    assert "2 of 5 folds" in row
+    row = next(line for line in text.splitlines() if "grouped" in line and "MTL-OCA" in line)
+    assert "1 thread;" in row and "min per fold" in row  # the config's threads, not torch's default
+    assert "**Undertrained, for contrast only**" in text
+    contrast = text.split("**Undertrained, for contrast only**")[1]
+    assert contrast.count("MTL-OCA") == 1
 
 
 def test_update_readme_needs_markers(tmp_path):

@@ -196,7 +196,9 @@ def run_cv(
                 },
                 "model_selection": model_selection(cfg),
                 "git": git_commit(),
-                "environment": environment_info(device),
+                # the folds set torch's threads from the config when they start (train_fold)
+                "environment": {**environment_info(device),
+                                **({"torch_threads": cfg.num_threads} if cfg.num_threads else {})},
             }
         )
         manifest.setdefault("folds", {})

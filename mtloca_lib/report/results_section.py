@@ -4,10 +4,16 @@
 ``<!-- busi-results:begin -->`` and ``<!-- busi-results:end -->`` in README.md from:
 
 - complete run directories ``runs/busi/<profile>/<protocol>/<model>-seed<seed>``
-  (fold_metrics.csv, predictions.csv, manifest.json);
-- ``runs/busi/cpu20_on_cpu/...``: the same configuration run on a CPU (device check);
-- ``runs/busi/device_logs/fold_metrics_from_logs.csv``: fold metrics of runs whose
-  directories were lost, recovered from their job logs (marked as such).
+  (fold_metrics.csv, predictions.csv, manifest.json) of :data:`CURRENT_PROFILE`, the
+  converged recipe; every configuration the paper compares gets a row, "not run yet"
+  (or "k of 5 folds") where its run is missing;
+- one compact, clearly labelled table of the undertrained first runs
+  (:data:`UNDERTRAINED_PROFILE`, ``runs/busi/cpu20``), for the contrast.
+
+Rendered for ``profile="cpu20"`` it also reads the sources of those first runs:
+``runs/busi/cpu20_on_cpu/...`` (the same configuration run on a CPU, the device check) and
+``runs/busi/device_logs/fold_metrics_from_logs.csv`` (fold metrics of runs whose directories
+were lost, recovered from their job logs, marked as such).
 
 A test (tests/test_results_section.py) checks that the README block equals what this
 module renders from the committed files, so the numbers cannot drift from the runs.
@@ -32,6 +38,10 @@ REPO = REPO_ROOT
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
 METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
 PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
+#: The profile whose runs the README's results block reports.
+CURRENT_PROFILE = "cpu_light"
+#: The first, undertrained CPU budget (20 epochs, no validation curve), kept as one table.
+UNDERTRAINED_PROFILE = "cpu20"
 
 
 def _device(run_dir: Path) -> str:
@@ -41,6 +51,37 @@ def _device(run_dir: Path) -> str:
     if str(env.get("device", "cpu")).startswith("cpu"):
         return f"CPU ({env.get('cpu_count', '?')} cores)"
     return str(env.get("device"))
+
+
+def _machine(run_dir: Path) -> str:
+    """Where a run trained and how long a fold took, e.g. "AMD EPYC, 1 thread; 19-24 min per fold"."""
+    manifest = json.loads((run_dir / "manifest.json").read_text())
+    env = manifest.get("environment", {})
+    if env.get("gpu"):
+        where = env["gpu"]
+    else:
+        cpu = str(env.get("cpu") or "CPU").split(" with ")[0]
+        # manifests before 2026-12-04 recorded torch's default threads, not the config's
+        threads = manifest.get("config", {}).get("num_threads") or env.get("torch_threads")
+        where = f"{cpu}, {threads} thread{'s' if threads != 1 else ''}" if threads else cpu
+    walls = [f.get("wall_seconds") for f in manifest.get("folds", {}).values() if f.get("wall_seconds")]
+    if not walls:
+        return where
+    lo, hi = min(walls) / 60, max(walls) / 60
+    span = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
+    return f"{where}; {span} min per fold"
+
+
+def _status(run_dir: Path) -> str:
+    """ "not run yet", or "k of n folds" for a run still being trained."""
+    done = len(list(run_dir.glob("fold*/metrics.json")))
+    if not done or not (run_dir / "config.json").exists():
+        return "not run yet"
+    from mtloca_lib.engine.config import RunConfig
+    from mtloca_lib.runio import read_json
+
+    k = RunConfig.from_dict(read_json(run_dir / "config.json")).k
+    return f"{done} of {k} folds"
 
 
 def _converged(run_dir: Path) -> str:
@@ -65,27 +106,41 @@ def _row(folds: pd.DataFrame, decimals: int = 3) -> dict:
     return {m: _fmt(folds[m], 1 if m == "hd95_lesion" else decimals) for m in METRICS if m in folds}
 
 
+def _ordered(rows: list[dict]) -> pd.DataFrame:
+    """Rows as a table, columns in first-seen order with the status columns last."""
+    cols = list(dict.fromkeys(k for r in rows for k in r))
+    last = [c for c in ("machine, time", "device", "converged", "source") if c in cols]
+    return pd.DataFrame(rows, columns=[c for c in cols if c not in last] + last).fillna("")
+
+
 def _md(df: pd.DataFrame) -> str:
     return df.to_markdown(index=False)
 
 
 def comparison_block(root: Path, profile: str) -> list[str]:
     rows, tests_runs = [], {}
+    legacy = profile == UNDERTRAINED_PROFILE
     for protocol in ("image", "grouped"):
         for model in COMPARISON_MODELS:
             rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
             if not _complete(rd):
+                if not legacy:
+                    rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
+                                 "converged": _status(rd)})
                 continue
             tests_runs.setdefault(protocol, {})[model] = rd
-            rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
-                         **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
-                         "converged": _converged(rd)})
-    if not rows:
+            row = {"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
+                   **_row(pd.read_csv(rd / "fold_metrics.csv"))}
+            row.update({"device": _device(rd)} if legacy else {"machine, time": _machine(rd)})
+            rows.append({**row, "converged": _converged(rd)})
+    if not any("dice" in r for r in rows):
         return []
-    out = ["**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** "
-           "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
+    title = ("**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** " if legacy else
+             f"**Tables 2 and 3 (segmentation, classification), the `{profile}` profile: mean ± std over the "
+             "5 folds, seed 0.** ")
+    out = [title + "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
            "lesion Dice/HD95 (pixels at 128 px) over images with a lesion; accuracy and macro AUC "
-           "of the 3-class prediction.", "", _md(pd.DataFrame(rows)), ""]
+           "of the 3-class prediction.", "", _md(_ordered(rows)), ""]
     # the protocol effect, per model, in mean over folds
     eff = []
     for model in COMPARISON_MODELS:
@@ -100,37 +155,47 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                 "means over folds):", "", _md(pd.DataFrame(eff)), ""]
     from mtloca_lib.engine.comparisons import holm, paired_tests
 
-    if len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values()):
+    complete = len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values())
+    if complete or not legacy:
         t = paired_tests(tests_runs, [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")])
-        t["p_holm"] = holm(t["p_value"])
-        shown = pd.DataFrame({
-            "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
-            "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
-            "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
-            "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
-                                        zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
-            "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
-            "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
-            "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
-        })
-        out += ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
-                "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
-                f"{len(t)} tests):", "", _md(shown), ""]
+        if len(t):
+            out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"))
     return out
 
 
+def _tests_table(t: pd.DataFrame, scope: str) -> list[str]:
+    from mtloca_lib.engine.comparisons import holm
+
+    t["p_holm"] = holm(t["p_value"])
+    shown = pd.DataFrame({
+        "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
+        "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
+        "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
+        "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
+                                    zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
+        "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
+        "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
+        "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
+    })
+    return ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
+            "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
+            f"{scope}):", "", _md(shown), ""]
+
+
 def ablation_block(root: Path, profile: str) -> list[str]:
+    legacy = profile == UNDERTRAINED_PROFILE
     logs_csv = root / "runs" / "busi" / "device_logs" / "fold_metrics_from_logs.csv"
-    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    logs = pd.read_csv(logs_csv) if legacy and logs_csv.exists() else pd.DataFrame()
     rows = []
     for protocol in ("image", "grouped"):
         for model in ABLATION_MODELS:
             rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
             found = False
             if _complete(rd):
+                where = {"device": _device(rd)} if legacy else {"machine, time": _machine(rd)}
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
-                             **_row(pd.read_csv(rd / "fold_metrics.csv")), "device": _device(rd),
-                             "source": "run directory"})
+                             **_row(pd.read_csv(rd / "fold_metrics.csv")), **where,
+                             "source": "run directory" if legacy else _converged(rd)})
                 found = True
             if len(logs) and not (found and _device(rd) == "NVIDIA H200"):
                 # the same configuration's lost H200 run, kept beside a later (CPU) run directory
@@ -141,14 +206,18 @@ def ablation_block(root: Path, profile: str) -> list[str]:
                     found = True
             if not found:
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
-                             "source": "not complete yet"})
+                             "source": "not complete yet" if legacy else _status(rd)})
         cpu_rd = root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"
-        if _complete(cpu_rd):
+        if legacy and _complete(cpu_rd):
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
                          **_row(pd.read_csv(cpu_rd / "fold_metrics.csv")), "device": _device(cpu_rd),
                          "source": "run directory (runs/busi/cpu20_on_cpu)"})
-    table = pd.DataFrame(rows).fillna("")
-    out = ["**Table 6 (ablation): mean ± std over folds, seed 0.** (1) no OCA, classification from "
+    table = _ordered(rows)
+    if not legacy:
+        table = table.rename(columns={"source": "converged"})
+    title = "**Table 6 (ablation): mean ± std over folds, seed 0.**" if legacy else \
+        f"**Table 6 (ablation), the `{profile}` profile: mean ± std over folds, seed 0.**"
+    out = [title + " (1) no OCA, classification from "
            "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
            "model.", "", _md(table), ""]
     return out + ablation_tests_block(root, profile)
@@ -164,8 +233,9 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
         if not all(_complete(rd) for rd in variants.values()):
             continue
         devices = {_device(rd) for rd in variants.values()}
-        candidates = [root / "runs" / "busi" / profile / protocol / "mtl_oca-seed0",
-                      root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"]
+        candidates = [root / "runs" / "busi" / profile / protocol / "mtl_oca-seed0"]
+        if profile == UNDERTRAINED_PROFILE:
+            candidates.append(root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0")
         same = [rd for rd in candidates if _complete(rd) and {_device(rd)} == devices]
         if len(devices) == 1 and same:
             runs[protocol] = {"mtl_oca": same[0], **variants}
@@ -191,9 +261,10 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
 
 def spread_block(root: Path, profile: str) -> list[str]:
     rows = []
+    legacy = profile == UNDERTRAINED_PROFILE
     base = root / "runs" / "busi"
     logs_csv = base / "device_logs" / "fold_metrics_from_logs.csv"
-    logs = pd.read_csv(logs_csv) if logs_csv.exists() else pd.DataFrame()
+    logs = pd.read_csv(logs_csv) if legacy and logs_csv.exists() else pd.DataFrame()
     for model in ("mtl_oca", "unet_st"):
         for seed in (0, 1, 2):
             rd = base / profile / "grouped" / f"{model}-seed{seed}"
@@ -209,14 +280,25 @@ def spread_block(root: Path, profile: str) -> list[str]:
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
         for seed in (0, 1, 2):
             cpu_rd = base / "cpu20_on_cpu" / "grouped" / f"{model}-seed{seed}"
-            if not _complete(cpu_rd):
+            if not legacy or not _complete(cpu_rd):
                 continue
             folds = pd.read_csv(cpu_rd / "fold_metrics.csv")
             rows.append({"model": DISPLAY[model], "seed": seed, "device": _device(cpu_rd), "source": "run directory (cpu20_on_cpu)",
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
+    if not legacy:
+        seeds_done = {(r["model"], r["seed"]) for r in rows}
+        missing = [f"{DISPLAY[m]} seed {s}" for m in ("mtl_oca", "unet_st") for s in (1, 2)
+                   if (DISPLAY[m], s) not in seeds_done]
+        if len(rows) < 2 or not any(r["seed"] for r in rows):
+            return ([f"**Seeds (grouped protocol):** not run yet for the `{profile}` profile "
+                     f"({', '.join(missing)}); Table 6's question is answered above seed noise once they are."
+                     , ""] if missing else [])
     if not rows:
         return []
+    if not legacy:
+        return [f"**Run-to-run spread (grouped protocol, the `{profile}` profile, means over folds):** "
+                "the same configuration with another seed.", "", _md(pd.DataFrame(rows)), ""]
     return ["**Run-to-run spread (grouped protocol, means over folds):** the same configuration with "
             "another seed, or on another device. The H200 runs drew augmentations and batch orders on the "
             "CUDA random generator, so their seed 0 is a different run from the CPU's seed 0 (since "
@@ -225,11 +307,11 @@ def spread_block(root: Path, profile: str) -> list[str]:
             _md(pd.DataFrame(rows)), ""]
 
 
-def seeds_block(root: Path) -> list[str]:
+def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
     """Model difference against seed noise, from the CPU runs of several seeds (grouped protocol)."""
     from mtloca_lib.engine import seeds
 
-    base = root / "runs" / "busi" / "cpu20_on_cpu" / "grouped"
+    base = root / "runs" / "busi" / ("cpu20_on_cpu" if profile == UNDERTRAINED_PROFILE else profile) / "grouped"
     runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in ("mtl_oca", "unet_st")}
     if min(len(v) for v in runs.values()) < 2:
         return []
@@ -249,9 +331,31 @@ def seeds_block(root: Path) -> list[str]:
             _md(shown), "", text, ""]
 
 
-def render(root: Path = REPO, profile: str = "cpu20") -> str:
+def undertrained_block(root: Path) -> list[str]:
+    """The first 20-epoch runs in one labelled table (the contrast with converged models)."""
+    rows = []
+    for protocol in ("image", "grouped"):
+        for model in COMPARISON_MODELS:
+            rd = root / "runs" / "busi" / UNDERTRAINED_PROFILE / protocol / f"{model}-seed0"
+            if _complete(rd):
+                folds = pd.read_csv(rd / "fold_metrics.csv")
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
+                             **{m: _fmt(folds[m]) for m in ("dice", "dice_lesion", "accuracy")},
+                             "device": _device(rd)})
+    if not rows:
+        return []
+    return [f"**Undertrained, for contrast only** (the first runs, `{UNDERTRAINED_PROFILE}` profile: 20 epochs "
+            "at a constant rate, losses still falling, no validation curve; no claim is tested on them; "
+            f"`python -c \"from mtloca_lib.report.results_section import render; print(render(profile='{UNDERTRAINED_PROFILE}'))\"` "
+            "prints their full tables):", "", _md(pd.DataFrame(rows)), ""]
+
+
+def render(root: Path = REPO, profile: str = CURRENT_PROFILE) -> str:
+    """The results block for ``profile`` (the undertrained contrast table added for any other)."""
     lines = (comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
-             + seeds_block(root))
+             + seeds_block(root, profile))
+    if profile != UNDERTRAINED_PROFILE:
+        lines += undertrained_block(root)
     return "\n".join(lines).rstrip() + "\n"
 
 
