@@ -153,7 +153,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
     if eff:
         out += ["**How much the leakage-free protocol changes each number** (grouped minus image-level, "
                 "means over folds):", "", _md(pd.DataFrame(eff)), ""]
-    from mtloca_lib.engine.comparisons import holm, paired_tests
+    from mtloca_lib.engine.comparisons import paired_tests
 
     complete = len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values())
     if complete or not legacy:
@@ -163,13 +163,15 @@ def comparison_block(root: Path, profile: str) -> list[str]:
     return out
 
 
-def _tests_table(t: pd.DataFrame, scope: str) -> list[str]:
+def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None) -> pd.DataFrame:
+    """Paired-test rows (:func:`~mtloca_lib.engine.comparisons.paired_tests`) as shown, Holm-adjusted."""
     from mtloca_lib.engine.comparisons import holm
 
     t["p_holm"] = holm(t["p_value"])
     shown = pd.DataFrame({
         "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
         "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
+        **({"device": devices} if devices is not None else {}),
         "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
         "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
                                     zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
@@ -177,9 +179,13 @@ def _tests_table(t: pd.DataFrame, scope: str) -> list[str]:
         "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
         "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
     })
+    return shown
+
+
+def _tests_table(t: pd.DataFrame, scope: str) -> list[str]:
     return ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
             "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
-            f"{scope}):", "", _md(shown), ""]
+            f"{scope}):", "", _md(_tests_frame(t)), ""]
 
 
 def ablation_block(root: Path, profile: str) -> list[str]:
@@ -225,7 +231,7 @@ def ablation_block(root: Path, profile: str) -> list[str]:
 
 def ablation_tests_block(root: Path, profile: str) -> list[str]:
     """Paired tests of Table 6, only between complete runs made on the same device."""
-    from mtloca_lib.engine.comparisons import holm, paired_tests
+    from mtloca_lib.engine.comparisons import paired_tests
 
     runs = {}
     for protocol in ("image", "grouped"):
@@ -242,18 +248,7 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
     if not runs:
         return []
     t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2]])
-    t["p_holm"] = holm(t["p_value"])
-    shown = pd.DataFrame({
-        "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
-        "comparison": [f"MTL-OCA vs {DISPLAY[b]}" for b in t["model_b"]],
-        "device": [_device(runs[p]["mtl_oca"]) for p in t["protocol"]],
-        "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
-        "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
-                                    zip(t["test"], t["mean_difference"], t["accuracy_difference"])],
-        "p": [f"{p:.2g}" for p in t["p_value"]], "p (Holm)": [f"{p:.2g}" for p in t["p_holm"]],
-        "significant": np.where(t["p_holm"] < 0.05, "yes", "no"),
-        "claim tested": np.where(t["converged_a"] & t["converged_b"], "yes", "no: not converged"),
-    })
+    shown = _tests_frame(t, devices=[_device(runs[p]["mtl_oca"]) for p in t["protocol"]])
     return ["**Table 6, paired tests** (only between runs made on the same device, so that the "
             "device's different random draws do not pass for a model effect; Holm over these tests):",
             "", _md(shown), ""]
