@@ -41,3 +41,26 @@ def test_update_needs_markers(tmp_path):
     readme.write_text("# no block\n")
     with pytest.raises(ValueError, match="findings:begin"):
         findings.update_readme(readme, root=tmp_path, figure=False)
+
+
+def test_findings_state_each_protocols_claim_and_the_protocol_effect(tmp_path):
+    """With MTL-OCA and UNet (ST) complete under both protocols: one claim sentence per protocol,
+    and the grouped-minus-image change computed from the two runs of each model."""
+    base = REPO / "runs" / "busi" / "cpu_light"
+    srcs = {(m, p): base / p / f"{m}-seed0" for m in ("mtl_oca", "unet_st") for p in ("image", "grouped")}
+    if not all((rd / "fold_metrics.csv").exists() for (m, p), rd in srcs.items() if p == "grouped") or \
+            not (srcs[("mtl_oca", "image")] / "fold_metrics.csv").exists():
+        pytest.skip("committed cpu_light runs not present")
+    for (model, protocol), src in srcs.items():
+        # UNet (ST)'s image-level run may still be incomplete in git: stand in its grouped run
+        src = src if (src / "fold_metrics.csv").exists() and len(pd.read_csv(src / "fold_metrics.csv")) == 5 \
+            else base / "grouped" / f"{model}-seed0"
+        shutil.copytree(src, tmp_path / "runs" / "busi" / "cpu_light" / protocol / f"{model}-seed0",
+                        ignore=shutil.ignore_patterns("model.pt"))
+    text = findings.sentences(findings.findings_table(tmp_path)[1])
+    assert text[1].startswith("Against UNet (ST) on the same folds")
+    assert text[2].startswith("Under the image-level protocol, against UNet (ST)") and "McNemar" in text[2]
+    delta = next(s for s in text if s.startswith("The leakage-free protocol changes"))
+    image = pd.read_csv(srcs[("mtl_oca", "image")] / "fold_metrics.csv")["dice"].mean()
+    grouped = pd.read_csv(srcs[("mtl_oca", "grouped")] / "fold_metrics.csv")["dice"].mean()
+    assert f"MTL-OCA (`cpu_light`) {grouped - image:+.3f} Dice" in delta

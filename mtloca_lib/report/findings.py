@@ -1,4 +1,4 @@
-"""The README's opening "What we found": one table, one figure, three sentences, from the runs.
+"""The README's opening "What we found": one table, one figure, a few sentences, from the runs.
 
 ``python -m mtloca_lib.report.findings`` rewrites the block between ``<!-- findings:begin -->``
 and ``<!-- findings:end -->`` in README.md and draws ``docs/figures/findings_learning_curves.png``
@@ -88,17 +88,12 @@ def findings_table(root: Path = REPO) -> tuple[pd.DataFrame, dict]:
 
 
 def sentences(used: dict) -> list[str]:
-    """Three plain sentences computed from the runs the table used."""
-    from mtloca_lib.engine.convergence import is_converged
-
-    def means(rd):
-        f = pd.read_csv(rd / "fold_metrics.csv")
-        return {m: float(f[m].mean()) for m in ("dice", "dice_lesion", "accuracy")}
-
+    """Plain sentences computed from the runs the table used: MTL-OCA against the references, the
+    paper's claim against UNet (ST) under each protocol, the protocol's effect, what is missing."""
     out = []
     mtl = used.get(("mtl_oca", "grouped"))
     if mtl is not None:
-        m = means(mtl)
+        m = _means(mtl)
         out.append(
             f"Under the leakage-free grouped protocol MTL-OCA reaches Dice {m['dice']:.2f}, lesion Dice "
             f"{m['dice_lesion']:.2f} and 3-class accuracy {m['accuracy']:.2f} on the shared BUSI subset, "
@@ -108,38 +103,75 @@ def sentences(used: dict) -> list[str]:
             f"{'met' if m['dice_lesion'] >= 0.72 and m['accuracy'] >= 0.82 else 'not met yet'}.")
     else:
         out.append("No complete grouped run of MTL-OCA with a current profile is committed yet.")
-    # the comparison takes both models from one profile (the newest where both are complete)
-    unet = None
-    if mtl is not None:
-        root = Path(mtl).parents[4]  # <root>/runs/busi/<profile>/grouped/<model>-seed0
-        for profile in PROFILES:
-            pair = [root / "runs" / "busi" / profile / "grouped" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
-            if all(_complete(rd) for rd in pair):
-                mtl, unet = pair
-                break
-    if mtl is not None and unet is not None:
-        a, b = means(mtl), means(unet)
-        both = is_converged(mtl) and is_converged(unet)
-        out.append(
-            f"Against UNet (ST) on the same folds (both `{Path(mtl).parents[1].name}`) MTL-OCA differs by "
-            f"{a['dice'] - b['dice']:+.3f} Dice, "
-            f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} "
-            "accuracy; " + (_claim(mtl, unet) if both else "the paper's claim is not tested on these runs: "
-                            + " and ".join(n for n, rd in (("MTL-OCA", mtl), ("UNet (ST)", unet))
-                                           if not is_converged(rd)) + " did not converge by the rule."))
-    else:
-        out.append("MTL-OCA and UNet (ST) cannot be compared yet: no profile has a complete grouped run of both.")
+    root = Path(mtl).parents[4] if mtl is not None else None  # <root>/runs/busi/<profile>/grouped/<model>-seed0
+    if root is None and used:
+        root = Path(next(iter(used.values()))).parents[4]
+    for protocol in ("grouped", "image"):
+        pair = _pair(root, protocol) if root is not None else None
+        if pair is not None:
+            out.append(_comparison_sentence(*pair, protocol))
+        elif protocol == "grouped":
+            out.append("MTL-OCA and UNet (ST) cannot be compared yet: no profile has a complete grouped run of both.")
+    if root is not None:
+        deltas = _protocol_deltas(root)
+        if deltas:
+            out.append("The leakage-free protocol changes each number by (grouped minus image-level, same profile, "
+                       "means over folds): " + "; ".join(deltas) + ".")
     missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
     out.append("Still missing with a current profile: " + (", ".join(missing) if missing else "nothing")
                + "; the undertrained first runs (`cpu20`) are kept in the results further down for contrast.")
     return out
 
 
-def _claim(mtl: Path, unet: Path) -> str:
+def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
+    """MTL-OCA's and UNet (ST)'s runs under ``protocol`` from the newest profile where both are complete."""
+    for profile in PROFILES:
+        pair = [root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
+        if all(_complete(rd) for rd in pair):
+            return pair[0], pair[1]
+    return None
+
+
+def _means(rd: Path) -> dict:
+    f = pd.read_csv(rd / "fold_metrics.csv")
+    return {m: float(f[m].mean()) for m in ("dice", "dice_lesion", "accuracy")}
+
+
+def _comparison_sentence(mtl: Path, unet: Path, protocol: str) -> str:
+    from mtloca_lib.engine.convergence import is_converged
+
+    a, b = _means(mtl), _means(unet)
+    both = is_converged(mtl) and is_converged(unet)
+    where = "the same folds" if protocol == "grouped" else "the same image-level folds"
+    return (f"{'Under the image-level protocol, against' if protocol == 'image' else 'Against'} UNet (ST) on "
+            f"{where} (both `{Path(mtl).parents[1].name}`) MTL-OCA differs by {a['dice'] - b['dice']:+.3f} Dice, "
+            f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} "
+            "accuracy; " + (_claim(mtl, unet, protocol) if both else
+                            "the paper's claim is not tested on these runs: "
+                            + " and ".join(n for n, rd in (("MTL-OCA", mtl), ("UNet (ST)", unet))
+                                           if not is_converged(rd)) + " did not converge by the rule."))
+
+
+def _protocol_deltas(root: Path) -> list[str]:
+    """Per model with both protocols complete in one profile: the grouped-minus-image change."""
+    out = []
+    for model in COMPARISON_MODELS:
+        for profile in PROFILES:
+            image, grouped = (root / "runs" / "busi" / profile / p / f"{model}-seed0" for p in ("image", "grouped"))
+            if _complete(image) and _complete(grouped):
+                a, b = _means(image), _means(grouped)
+                out.append(f"{DISPLAY[model]} (`{profile}`) {b['dice'] - a['dice']:+.3f} Dice, "
+                           f"{b['dice_lesion'] - a['dice_lesion']:+.3f} lesion Dice, "
+                           f"{b['accuracy'] - a['accuracy']:+.3f} accuracy")
+                break
+    return out
+
+
+def _claim(mtl: Path, unet: Path, protocol: str = "grouped") -> str:
     """The paper's claim "MTL-OCA segments better than UNet (ST)", tested on two converged runs."""
     from mtloca_lib.engine.comparisons import paired_tests
 
-    t = paired_tests({"grouped": {"mtl_oca": mtl, "unet_st": unet}}, [("mtl_oca", "unet_st")])
+    t = paired_tests({protocol: {"mtl_oca": mtl, "unet_st": unet}}, [("mtl_oca", "unet_st")])
     dice = t[t["test"] == "wilcoxon"].iloc[0]
     acc = t[t["test"] == "mcnemar"].iloc[0]
     verdict = ("holds" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
