@@ -26,6 +26,13 @@ def test_render_names_its_sources(tmp_path):
     assert legacy.count("not complete yet") == 6
 
 
+def test_table6_says_when_the_classifier_source_differs(tmp_path):
+    """cpu_light's MTL-OCA classifies from the bottleneck, the variants from the mask: the caption says so."""
+    assert "reads the bottleneck" in "\n".join(rs.ablation_block(tmp_path, "cpu_light"))
+    assert "reads the bottleneck" not in "\n".join(rs.ablation_block(tmp_path, "paper"))
+    assert "reads the bottleneck" not in "\n".join(rs.ablation_block(tmp_path, rs.UNDERTRAINED_PROFILE))
+
+
 def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monkeypatch):
     """A run with some folds done reads "k of 5 folds"; the cpu20 runs get their own labelled table."""
     import shutil
