@@ -14,6 +14,7 @@ from mtloca_lib.runio import REPO_ROOT
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Sequence
 
 import pandas as pd
 
@@ -216,13 +217,59 @@ def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,
     return pd.DataFrame(rows)
 
 
+def run_status(run_dir: str | Path) -> str:
+    """"complete", "not run yet" or "k of K folds" for a run directory."""
+    run_dir = Path(run_dir)
+    if run_complete(run_dir):
+        return "complete"
+    metrics = run_dir / "fold_metrics.csv"
+    if not (run_dir / "config.json").exists():
+        return "not run yet"
+    k = RunConfig.from_dict(read_json(run_dir / "config.json")).k
+    done = len(pd.read_csv(metrics)) if metrics.exists() else \
+        sum((run_dir / f"fold{f}" / "metrics.json").exists() for f in range(k))
+    return f"{done} of {k} folds"
+
+
 def finished_run(params: NotebookParams, model: str, protocol: str, seed: int | None = None,
                  two_class: bool = False) -> Path:
-    """The run directory of a finished run, or a clear error saying how to make it."""
+    """The run directory of a finished run (all its folds), or a clear error saying how to make it."""
     rd = run_dir(params, model, protocol, seed, two_class=two_class)
-    if not (rd / "fold_metrics.csv").exists():
+    if not run_complete(rd):
         raise FileNotFoundError(
-            f"no finished run of {model!r} ({protocol} protocol) in {rd}: run notebook "
-            f"01_training.ipynb with the same parameters first (or `make reproduce`)"
+            f"no finished run of {model!r} ({protocol} protocol) in {rd} ({run_status(rd)}): run "
+            f"notebook 01_training.ipynb with the same parameters first (or `make reproduce`); a "
+            f"run with some folds done resumes where it stopped"
         )
     return rd
+
+
+def finished_runs(params: NotebookParams, models: Sequence[str], seed: int | None = None,
+                  log=print) -> dict[str, dict[str, Path]]:
+    """The finished runs of ``models`` under each of ``params.protocols``, skipping the others.
+
+    For a notebook that can show what is there while some runs are still training (e.g. the
+    ablation variants of a profile): each run that is not complete is logged with its status
+    ("not run yet", "k of K folds") and left out; a protocol without any finished run is left
+    out too.
+
+    Returns:
+        protocol -> model -> run directory, finished runs only, in the order given.
+
+    Raises:
+        FileNotFoundError: when no protocol has any finished run (as :func:`finished_run`).
+    """
+    runs: dict[str, dict[str, Path]] = {}
+    for protocol in params.protocols:
+        found = {}
+        for model in models:
+            rd = run_dir(params, model, protocol, seed)
+            if run_complete(rd):
+                found[model] = rd
+            else:
+                log(f"{protocol} protocol: {DISPLAY.get(model, model)} left out ({run_status(rd)}: {rd})")
+        if found:
+            runs[protocol] = found
+    if not runs:
+        finished_run(params, models[0], params.protocols[0], seed)  # raises, naming the fix
+    return runs
