@@ -301,6 +301,12 @@ PROFILES["cpu_light_dice"] = {**copy.deepcopy(PROFILES["cpu_light"]),
                               "loss": {"alpha": 0.4, "dice_weight": 1.0}}
 
 
+def proposed_cls_source(profile: str) -> str:
+    """Which features the proposed MTL-OCA's classifier reads under ``profile`` ("decoder" unless
+    the profile's ``proposed_overrides`` say otherwise; unknown profiles read as "decoder")."""
+    return PROFILES.get(profile, {}).get("proposed_overrides", {}).get("cls_source", "decoder")
+
+
 def _parse_value(text: str) -> Any:
     """Parse a command-line override value: JSON when it parses, else the string."""
     try:

@@ -218,16 +218,14 @@ def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,
 
 
 def run_status(run_dir: str | Path) -> str:
-    """"complete", "not run yet" or "k of K folds" for a run directory."""
+    """"complete", "not run yet" or "k of K folds" (folds with a ``metrics.json``) for a run directory."""
     run_dir = Path(run_dir)
     if run_complete(run_dir):
         return "complete"
-    metrics = run_dir / "fold_metrics.csv"
-    if not (run_dir / "config.json").exists():
+    done = len(list(run_dir.glob("fold*/metrics.json")))
+    if not done or not (run_dir / "config.json").exists():
         return "not run yet"
     k = RunConfig.from_dict(read_json(run_dir / "config.json")).k
-    done = len(pd.read_csv(metrics)) if metrics.exists() else \
-        sum((run_dir / f"fold{f}" / "metrics.json").exists() for f in range(k))
     return f"{done} of {k} folds"
 
 

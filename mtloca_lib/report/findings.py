@@ -134,7 +134,7 @@ def _ablation_sentence(root: Path, protocol: str) -> str | None:
     """Table 6's question (does the OCA module help?) on MTL-OCA against variant (1), no OCA, when
     both runs of one profile are complete; tested only when both converged."""
     from mtloca_lib.engine.comparisons import paired_tests
-    from mtloca_lib.engine.config import PROFILES as RECIPES
+    from mtloca_lib.engine.config import proposed_cls_source
     from mtloca_lib.engine.convergence import is_converged
 
     for profile in PROFILES:
@@ -151,7 +151,7 @@ def _ablation_sentence(root: Path, protocol: str) -> str | None:
         t = paired_tests({protocol: {"mtl_oca": mtl, "ablation_no_oca": no_oca}}, [("mtl_oca", "ablation_no_oca")])
         dice = t[t["test"] == "wilcoxon"].iloc[0]
         text += f" (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)"
-        if RECIPES.get(profile, {}).get("proposed_overrides", {}).get("cls_source") == "bottleneck":
+        if proposed_cls_source(profile) == "bottleneck":
             text += (", but in this profile MTL-OCA's classifier reads the bottleneck while the variant classifies "
                      "from the mask features, so the gap measures the OCA module and where the classification "
                      "gradient enters together (Table 6's caption below)")

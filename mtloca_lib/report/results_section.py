@@ -33,6 +33,7 @@ import pandas as pd
 
 from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
 from mtloca_lib.engine.experiments import run_complete as _complete
+from mtloca_lib.engine.experiments import run_status as _status
 
 REPO = REPO_ROOT
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
@@ -70,18 +71,6 @@ def _machine(run_dir: Path) -> str:
     lo, hi = min(walls) / 60, max(walls) / 60
     span = f"{lo:.0f}" if round(lo) == round(hi) else f"{lo:.0f}-{hi:.0f}"
     return f"{where}; {span} min per fold"
-
-
-def _status(run_dir: Path) -> str:
-    """ "not run yet", or "k of n folds" for a run still being trained."""
-    done = len(list(run_dir.glob("fold*/metrics.json")))
-    if not done or not (run_dir / "config.json").exists():
-        return "not run yet"
-    from mtloca_lib.engine.config import RunConfig
-    from mtloca_lib.runio import read_json
-
-    k = RunConfig.from_dict(read_json(run_dir / "config.json")).k
-    return f"{done} of {k} folds"
 
 
 def _converged(run_dir: Path) -> str:
@@ -231,9 +220,9 @@ def ablation_block(root: Path, profile: str) -> list[str]:
 
 def _cls_source_caveat(profile: str) -> str:
     """A sentence for profiles whose MTL-OCA classifier reads the bottleneck, not the mask features."""
-    from mtloca_lib.engine.config import PROFILES
+    from mtloca_lib.engine.config import proposed_cls_source
 
-    if PROFILES.get(profile, {}).get("proposed_overrides", {}).get("cls_source") != "bottleneck":
+    if proposed_cls_source(profile) != "bottleneck":
         return ""
     return (f" In the `{profile}` profile MTL-OCA's classifier reads the bottleneck, while the two "
             "variants classify from mask features as the paper describes them, so (1) against MTL-OCA "
