@@ -20,7 +20,7 @@ def test_readme_block_matches_the_committed_runs():
 def test_render_names_its_sources(tmp_path):
     # an empty tree renders the ablation skeleton only, marking every row as not run
     text = rs.render(root=tmp_path)
-    assert "Table 6" in text and text.count("not run yet") == 6 + 1  # + the seeds line
+    assert "Table 6" in text and text.count("not run yet") == 6 + 4  # + the seeds line's four missing seeds
     assert "Tables 2 and 3" not in text and "Undertrained" not in text
     legacy = rs.render(root=tmp_path, profile=rs.UNDERTRAINED_PROFILE)
     assert legacy.count("not complete yet") == 6
@@ -48,6 +48,7 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
     for extra in ("fold1", "fold2", "fold4"):
         shutil.rmtree(partial / extra)
     (partial / "fold_metrics.csv").unlink()
+    shutil.copytree(partial, partial.parent / "unet_st-seed1")
     old = tmp_path / "runs" / "busi" / rs.UNDERTRAINED_PROFILE / "grouped" / "mtl_oca-seed0"
     shutil.copytree(done, old)
     text = rs.render(root=tmp_path)
@@ -56,6 +57,8 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
     assert "2 of 5 folds" in row
     row = next(line for line in text.splitlines() if "grouped" in line and "MTL-OCA" in line)
     assert "1 thread;" in row and "min per fold" in row  # the config's threads, not torch's default
+    seeds_line = next(line for line in text.splitlines() if line.startswith("**Seeds (grouped protocol):**"))
+    assert "UNet (ST) seed 1: 2 of 5 folds" in seeds_line and "MTL-OCA seed 1: not run yet" in seeds_line
     assert "**Undertrained, for contrast only**" in text
     contrast = text.split("**Undertrained, for contrast only**")[1]
     assert contrast.count("MTL-OCA") == 1

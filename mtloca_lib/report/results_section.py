@@ -287,11 +287,11 @@ def spread_block(root: Path, profile: str) -> list[str]:
                          "accuracy": f"{folds['accuracy'].mean():.3f}"})
     if not legacy:
         seeds_done = {(r["model"], r["seed"]) for r in rows}
-        missing = [f"{DISPLAY[m]} seed {s}" for m in ("mtl_oca", "unet_st") for s in (1, 2)
-                   if (DISPLAY[m], s) not in seeds_done]
+        missing = [f"{DISPLAY[m]} seed {s}: {_status(base / profile / 'grouped' / f'{m}-seed{s}')}"
+                   for m in ("mtl_oca", "unet_st") for s in (1, 2) if (DISPLAY[m], s) not in seeds_done]
         if len(rows) < 2 or not any(r["seed"] for r in rows):
-            return ([f"**Seeds (grouped protocol):** not run yet for the `{profile}` profile "
-                     f"({', '.join(missing)}); Table 6's question is answered above seed noise once they are."
+            return ([f"**Seeds (grouped protocol):** not finished for the `{profile}` profile "
+                     f"({'; '.join(missing)}); Table 6's question is answered above seed noise once they are."
                      , ""] if missing else [])
     if not rows:
         return []
