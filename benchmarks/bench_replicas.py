@@ -1,4 +1,4 @@
-"""The benchmark's replica rows alone (k replicas in one vmapped step against k separate steps).
+"""The benchmark's replica rows alone (k replicas in one step, vmapped and looped, against k separate steps).
 
     .venv/bin/python benchmarks/bench_replicas.py [--threads 1] [--replicas 3] [--rounds 5]
 

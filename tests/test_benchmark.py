@@ -41,15 +41,17 @@ def test_quick_benchmark_writes_table(tmp_path, cache, capsys):
     assert (lat["batch"] == 1).all()
     assert (df[df.section == "pipeline"]["images_per_s"] > 0).all()
     rep = df[df.section == "replicas"].set_index("path")
-    assert set(rep.index) == {"separate_fast", "separate_nchw", "replicas"}
+    assert set(rep.index) == {"separate_fast", "separate_nchw", "replicas_vmap", "replicas_loop"}
     assert (rep["images_per_s"] > 0).all() and math.isclose(rep.loc["separate_fast", "speedup_vs_plain"], 1.0)
-    assert "2 stacked replicas" in rep.loc["replicas", "setting"]
+    assert "2 stacked replicas" in rep.loc["replicas_vmap", "setting"]
+    assert "mapped by a loop" in rep.loc["replicas_loop", "setting"]
 
     meta = json.loads((out / "benchmark_quick.json").read_text())
     assert meta["quick"] is True
     assert meta["environment"]["packages"]["torch"]
     assert meta["matmul_peak_gflops"]["fp32"] > 0 and meta["matmul_peak_gflops"]["bf16"] > 0
     assert set(B.BENCH_MODELS) | {"replicas"} <= set(meta["summary"])
+    assert meta["summary"]["replicas"]["mapping"] == "loop"  # the CPU's own mapping
     md = (out / "benchmark_quick.md").read_text()
     assert "load average" in md and "| section |" in md
     assert md.count("\n| train |") == len(train)

@@ -7,8 +7,12 @@ import torch
 
 from mtloca_lib.engine.config import make_config
 from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.engine import replicas as replicas_module
+from mtloca_lib.engine.channels_last import prepare_memory_format
 from mtloca_lib.engine.replicas import (
     StackedReplicas,
+    replica_amp_dtype,
+    replica_mapping,
     group_by_steps,
     replica_optimizer_state,
     stack_optimizer_states,
@@ -40,16 +44,46 @@ def smoke(**over):
     return make_config("mtl_oca", "smoke", {"model.dropout": 0.0, "amp": "off", "epochs": 3, **over})
 
 
-def test_stacked_forward_equals_each_model():
+@pytest.fixture(params=["vmap", "loop"])
+def mapping(request, monkeypatch):
+    """Both ways of mapping over replicas, on this CPU (CUDA picks vmap, a CPU the loop)."""
+    monkeypatch.setattr(replicas_module, "replica_mapping", lambda device: request.param)
+    return request.param
+
+
+@pytest.mark.parametrize("mapping_", ["vmap", "loop"])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_stacked_forward_and_gradients_equal_each_model(mapping_, channels_last, float64):
+    if channels_last and mapping_ == "vmap":
+        pytest.skip("vmapped replicas run NCHW")
     torch.manual_seed(0)
     spec = {"widths": (4, 8, 8), "bottleneck_width": 16, "gn_groups": 2, "cls_hidden": 8, "dropout": 0.0}
-    models = [build_model(spec) for _ in range(3)]
+    models = [prepare_memory_format(build_model(spec), channels_last, torch.device("cpu")) for _ in range(3)]
     x = torch.rand(3, 2, 2, 32, 32)
-    out = StackedReplicas(models)(x)
+    stack = StackedReplicas(models, mapping=mapping_)
+    assert stack.channels_last == channels_last
+    out = stack(x)
+    sum(v.pow(2).sum() for v in out.values()).backward()
     for i, m in enumerate(models):
-        ref = m(x[i])
+        ref = m(x[i].contiguous(memory_format=torch.channels_last) if channels_last else x[i])
         for key in ref:
-            torch.testing.assert_close(out[key][i], ref[key], rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(out[key][i], ref[key], rtol=1e-9, atol=1e-10)
+        sum(v.pow(2).sum() for v in ref.values()).backward()
+        for name, p in m.named_parameters():
+            torch.testing.assert_close(stack.params[name].grad[i], p.grad, rtol=1e-9, atol=1e-10)
+        for name, w in stack.state_dict(i).items():  # a replica's weights come back in the model's layout
+            assert w.stride() == dict(m.named_parameters())[name].stride(), name
+
+
+def test_mapping_follows_the_device():
+    assert replica_mapping(torch.device("cpu")) == "loop"
+    assert replica_mapping(torch.device("cuda")) == "vmap"
+    # vmapped replicas lose CPU autocast (pytorch/functorch#305); the loop keeps it
+    assert replica_amp_dtype(torch.bfloat16, torch.device("cpu"), "vmap") is None
+    assert replica_amp_dtype(torch.bfloat16, torch.device("cpu"), "loop") is torch.bfloat16
+    assert replica_amp_dtype(torch.bfloat16, torch.device("cuda")) is torch.bfloat16
+    with pytest.raises(ValueError, match="mapping"):
+        StackedReplicas([torch.nn.Linear(2, 2)], mapping="scan")
 
 
 def test_optimizer_state_round_trip():
@@ -74,12 +108,13 @@ def test_group_by_steps():
     assert group_by_steps(cfg, {0: 40, 1: 40, 2: 40}, 5) == [[0, 1, 2]]
 
 
-def test_replicas_give_the_metrics_of_separate_runs(tmp_path, cache, float64):
+def test_replicas_give_the_metrics_of_separate_runs(tmp_path, cache, float64, mapping):
     alone = run_cv(smoke(), tmp_path / "alone", log=lambda s: None)
     lines = []
     together = run_cv(smoke(replicas=3), tmp_path / "together", log=lines.append)
     assert any("for folds [" in line and "," in line.split("for folds")[1] for line in lines), \
         "no two folds were trained together"
+    assert any(line.endswith(f"mapped by {mapping}") for line in lines)
     a = pd.read_csv(tmp_path / "alone" / "predictions.csv")
     t = pd.read_csv(tmp_path / "together" / "predictions.csv")
     assert list(a["case_id"]) == list(t["case_id"])
@@ -92,7 +127,7 @@ def test_replicas_give_the_metrics_of_separate_runs(tmp_path, cache, float64):
             pd.testing.assert_series_equal(ha[col], ht[col], rtol=1e-8, atol=1e-9)
 
 
-def test_replicas_resume_after_interruption(tmp_path, cache, float64):
+def test_replicas_resume_after_interruption(tmp_path, cache, float64, mapping):
     cfg = smoke(replicas=3)
     ref = run_cv(cfg, tmp_path / "ref", log=lambda s: None)
     run = tmp_path / "resumed"
@@ -105,7 +140,7 @@ def test_replicas_resume_after_interruption(tmp_path, cache, float64):
     pd.testing.assert_frame_equal(ref, resumed, rtol=1e-8, atol=1e-9)
 
 
-def test_a_fold_started_together_resumes_alone(tmp_path, cache, float64):
+def test_a_fold_started_together_resumes_alone(tmp_path, cache, float64, mapping):
     """The checkpoint replicas write is the one a separate run reads."""
     ref = run_cv(smoke(), tmp_path / "ref", log=lambda s: None)
     run = tmp_path / "mixed"

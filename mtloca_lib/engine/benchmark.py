@@ -283,7 +283,7 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
                 cuda_peak_mib=peaks_mem.get(name.replace("_1thread", ""), float("nan")),
                 rounds=len(r))
 
-    # 2b. k replicas in one vmapped step against k separate steps (engine/replicas.py)
+    # 2b. k replicas in one step (vmapped, and looped) against k separate steps (engine/replicas.py)
     if sizes.replicas > 1 and "mtl_oca" in sizes.models:
         from mtloca_lib.engine.benchmark_replicas import replica_rows
 
@@ -348,12 +348,17 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
     meta["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     meta["wall_seconds"] = round(time.perf_counter() - t_start, 1)
     df = pd.DataFrame(rows, columns=COLUMNS)
-    meta["summary"] = summarise(df)
+    meta["summary"] = summarise(df, dev)
     return df, meta
 
 
-def summarise(df: pd.DataFrame) -> dict:
-    """The headline numbers: fast/plain speed-up, roofline fraction, pipeline margin."""
+def summarise(df: pd.DataFrame, device: torch.device | None = None) -> dict:
+    """The headline numbers: fast/plain speed-up, roofline fraction, pipeline margin.
+
+    ``device`` (default CPU) picks the replica row of the device's own mapping.
+    """
+    from mtloca_lib.engine.replicas import replica_mapping
+
     s: dict = {}
     tr = df[df.section == "train"]
     for model, g in tr.groupby("model", sort=False):
@@ -376,9 +381,11 @@ def summarise(df: pd.DataFrame) -> dict:
                          "x_fast_training": round(float(best.images_per_s) / s["mtl_oca"]["fast_images_per_s"], 1)}
     rep = df[df.section == "replicas"].set_index("path")
     if len(rep):
-        s["replicas"] = {"images_per_s": float(rep.loc["replicas", "images_per_s"]),
+        mapping = replica_mapping(device or torch.device("cpu"))
+        own = f"replicas_{mapping}"
+        s["replicas"] = {"mapping": mapping, "images_per_s": float(rep.loc[own, "images_per_s"]),
                          "separate_images_per_s": float(rep.loc["separate_fast", "images_per_s"]),
-                         "x_separate": float(rep.loc["replicas", "speedup_vs_plain"])}
+                         "x_separate": float(rep.loc[own, "speedup_vs_plain"])}
     det = df[(df.section == "pipeline") & (df.path == "near_duplicates")]
     if len(det):
         r = det.iloc[0]

@@ -57,7 +57,7 @@ def to_markdown(df: pd.DataFrame, meta: dict) -> str:
             lines.append(f"- near-duplicate detector: {v['images']} images in {v['seconds']:.1f} s "
                          f"(coarse search in {v['dtype']})")
         elif model == "replicas":
-            lines.append(f"- replicas in one step: {v['images_per_s']:.1f} images/s against "
+            lines.append(f"- replicas in one step (mapped by {v.get('mapping', 'vmap')}): {v['images_per_s']:.1f} images/s against "
                          f"{v['separate_images_per_s']:.1f} for separate steps (x{v['x_separate']:.2f})")
         elif model == "pipeline":
             lines.append(f"- data pipeline: {v['images_per_s']:.0f} images/s ({v['best_setting']}), "

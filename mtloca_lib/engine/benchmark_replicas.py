@@ -1,20 +1,25 @@
-"""The benchmark's replica rows: k folds in one vmapped step against k separate steps.
+"""The benchmark's replica rows: k folds in one step against k separate steps.
 
-Three ways to make one optimiser step for each of k MTL-OCA replicas, timed in
+Four ways to make one optimiser step for each of k MTL-OCA replicas, timed in
 interleaved rounds in the same run as the other rows of :mod:`mtloca_lib.engine.benchmark`:
 
 - ``separate_fast``: k ordinary steps on the engine's default path (what a run does
   with ``replicas=1``): the reference of the ``speedup_vs_plain`` column;
-- ``separate_nchw``: k ordinary steps in the precision and layout the replicas run in
+- ``separate_nchw``: k ordinary steps in the precision and layout vmapped replicas run in
   (NCHW; fp32 on a CPU, see :func:`mtloca_lib.engine.replicas.replica_amp_dtype`), which
   tells batching's share apart from the precision's and the layout's;
-- ``replicas``: one step of :func:`mtloca_lib.engine.replicas.replica_step` over
-  stacked weights.
+- ``replicas_vmap``: one step of :func:`mtloca_lib.engine.replicas.replica_step` over
+  stacked weights, mapped by ``vmap`` (the CUDA mapping);
+- ``replicas_loop``: the same step mapped by a loop over the stacked weights' slices, on
+  the engine's fast path (the CPU mapping).
 
-Images/s counts all k replicas' images. The roofline columns use the fraction of the
-matrix-multiply peak measured in the same run, for the dtype the step runs in.
+``replicas`` in the summary is the row of the device's own mapping
+(:func:`mtloca_lib.engine.replicas.replica_mapping`). Images/s counts all k replicas'
+images. The roofline columns use the fraction of the matrix-multiply peak measured in the
+same run, for the dtype the step runs in.
 
-May import: ``torch``, ``mtloca_lib.models``, the engine's config, train, replicas, roofline.
+May import: ``torch``, ``mtloca_lib.models``, the engine's config, train, replicas, roofline,
+channels_last.
 """
 from __future__ import annotations
 
@@ -35,32 +40,35 @@ def replica_rows(sizes: "BenchSizes", device: torch.device, fast: "PathSpec", gf
     """Time the three ways and add one row each through ``row`` (the benchmark's row maker)."""
     from mtloca_lib.engine.benchmark import PathSpec, _batch, make_trainer
     from mtloca_lib.engine.config import make_config
+    from mtloca_lib.engine.channels_last import prepare_memory_format
     from mtloca_lib.engine.replicas import StackedReplicas, replica_amp_dtype, replica_step
     from mtloca_lib.engine.train import build_for_run
     from mtloca_lib.models.losses import MultiTaskLoss
 
     k, b = sizes.replicas, sizes.batch
     cfg = make_config("mtl_oca", sizes.profile, {"size": sizes.size, "batch_size": b})
-    amp_dtype = replica_amp_dtype(fast.amp_dtype, device)
-    nchw = PathSpec("separate_nchw", amp_dtype, False)
+    vmap_dtype = replica_amp_dtype(fast.amp_dtype, device, "vmap")
+    nchw = PathSpec("separate_nchw", vmap_dtype, False)
+    loop_path = PathSpec("replicas_loop", replica_amp_dtype(fast.amp_dtype, device, "loop"), fast.channels_last)
     steps = {"separate_fast": [make_trainer(cfg, fast, device, b)[0] for _ in range(k)],
              "separate_nchw": [make_trainer(cfg, nchw, device, b)[0] for _ in range(k)]}
-    models = []
-    for i in range(k):
-        torch.manual_seed(i)
-        models.append(build_for_run(cfg, 3).to(device).train())
-    stack = StackedReplicas(models)
-    optim = torch.optim.Adam(stack.parameters(), lr=cfg.lr)
-    loss_fns = [MultiTaskLoss(**cfg.loss) for _ in range(k)]
     batches = [_batch(cfg, b, device, seed=i) for i in range(k)]
     x = torch.stack([bt[0] for bt in batches])
     masks, labels = [bt[1] for bt in batches], [bt[2] for bt in batches]
 
-    def together():
-        replica_step(stack, optim, loss_fns, x, masks, labels, amp_dtype)
+    def stacked_step(mapping: str, channels_last: bool, amp_dtype):
+        models = []
+        for i in range(k):
+            torch.manual_seed(i)
+            models.append(prepare_memory_format(build_for_run(cfg, 3).to(device), channels_last, device).train())
+        stack = StackedReplicas(models, mapping=mapping)
+        optim = torch.optim.Adam(stack.parameters(), lr=cfg.lr)
+        loss_fns = [MultiTaskLoss(**cfg.loss) for _ in range(k)]
+        return lambda: replica_step(stack, optim, loss_fns, x, masks, labels, amp_dtype)
 
     fns = {name: (lambda s=s: [step() for step in s]) for name, s in steps.items()}
-    fns["replicas"] = together
+    fns["replicas_vmap"] = stacked_step("vmap", False, vmap_dtype)
+    fns["replicas_loop"] = stacked_step("loop", loop_path.channels_last, loop_path.amp_dtype)
     for fn in fns.values():
         for _ in range(sizes.warmup_steps):
             fn()
@@ -68,10 +76,10 @@ def replica_rows(sizes: "BenchSizes", device: torch.device, fast: "PathSpec", gf
     times = interleaved(fns, sizes.rounds, device)
     rates = {name: [k * b / t for t in ts] for name, ts in times.items()}
     med = {name: statistics.median(r) for name, r in rates.items()}
-    prec = nchw.describe()
     settings = {"separate_fast": f"{k} separate steps, {fast.describe()}",
-                "separate_nchw": f"{k} separate steps, {prec}",
-                "replicas": f"one vmapped step of {k} stacked replicas, {prec}"}
+                "separate_nchw": f"{k} separate steps, {nchw.describe()}",
+                "replicas_vmap": f"one vmapped step of {k} stacked replicas, {nchw.describe()}",
+                "replicas_loop": f"one step of {k} stacked replicas mapped by a loop, {loop_path.describe()}"}
     for name, r in rates.items():
         achieved = gflop_per_step * med[name] / b
         r32, r16 = roof(achieved)  # the summary reads the column of the dtype each path runs in

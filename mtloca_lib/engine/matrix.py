@@ -91,8 +91,9 @@ def resolve_replicas(option: str, device: str | None, k: int, split_folds: bool)
     """Folds per batched step (RunConfig.replicas) for every run of the matrix.
 
     ``"auto"``: all k folds of a run in one step on CUDA, where a small model's step is
-    bound by kernel launches; 1 on a CPU, where replicas were measured 3-6x slower than
-    separate steps (docs/benchmarks.md, 2026-12-03). A number is used as given.
+    bound by kernel launches; 1 on a CPU, where replicas (mapped by a loop there) were
+    measured no faster than separate steps (0.98x, docs/benchmarks.md, 2026-12-04), and
+    jobs side by side use the cores better. A number is used as given.
 
     Raises:
         ValueError: replicas > 1 together with ``--split-folds`` (one fold per process

@@ -4,8 +4,8 @@ A fold's step is small (a 16-image batch of a ~2 M-parameter network), so on a G
 bound by kernel launches and host round trips, not arithmetic. This module trains the
 folds of a run (or any replicas whose configuration agrees) *together*: their weights are
 stacked with :func:`torch.func.stack_module_state`, one forward pass maps the model over
-the replica axis with :func:`torch.vmap` + :func:`torch.func.functional_call`, and one
-Adam updates all stacked weights. Adam works element by element, so one Adam over the
+the replica axis with :func:`torch.func.functional_call` (under :func:`torch.vmap` on
+CUDA, in a loop on a CPU: see below), and one Adam updates all stacked weights. Adam works element by element, so one Adam over the
 stacked tensors is exactly k separate Adams.
 
 Everything else stays per replica, so the results are those of separate runs: each
@@ -19,10 +19,21 @@ the global generator that dropout draws from, so with dropout > 0 the dropout ma
 only they, differ from those of a separate run (``tests/test_replicas.py`` checks
 equality with dropout off).
 
-Replicas run without channels-last (vmap turns each convolution into a grouped one), and
-on a CPU without autocast: CPU autocast does not reach the convolutions inside ``vmap``
-(their weights stay fp32 while the input is cast; pytorch/functorch#305), so there they
-train in fp32 (:func:`replica_amp_dtype`).
+How the forward pass maps over the replicas depends on the device
+(:func:`replica_mapping`):
+
+- ``"vmap"`` (CUDA): one vmapped call, so a step of k small models costs about the kernel
+  launches of one. vmap turns each convolution into one grouped convolution, so these
+  replicas run without channels-last.
+- ``"loop"`` (CPU): a Python loop over the replicas' slices of the same stacked weights
+  (``unbind``, so autograd writes each replica's gradient into the stack once). On a CPU a
+  kernel launch costs little, and vmap is slower there: its grouped convolutions and
+  GroupNorm copies, and CPU autocast does not reach the convolutions inside ``vmap``
+  (their weights stay fp32 while the input is cast; pytorch/functorch#305), so vmapped
+  replicas would train in fp32. The loop keeps the engine's CPU fast path (bf16 autocast,
+  channels-last with its GroupNorm), and the optimiser step still updates all replicas at
+  once. Measured in docs/benchmarks.md (2026-12-04): the loop at 0.96x of separate fast
+  steps, vmap at 0.17x.
 
 May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
@@ -73,11 +84,29 @@ class ReplicaJob:
     checkpoint_path: Path
 
 
+REPLICA_MAPPINGS = ("vmap", "loop")
+
+
+def replica_mapping(device: torch.device) -> str:
+    """How replicas map over their stacked weights on ``device``: ``"vmap"`` on CUDA, ``"loop"`` elsewhere."""
+    return "vmap" if device.type == "cuda" else "loop"
+
+
+def _channels_last_4d(t: torch.Tensor) -> bool:
+    """A 4-D tensor laid out channels-last (and not also plain contiguous, as 1x1 kernels are)."""
+    return t.dim() == 4 and t.is_contiguous(memory_format=torch.channels_last) and not t.is_contiguous()
+
+
 class StackedReplicas:
-    """k models of one architecture as stacked weights, run in one vmapped call.
+    """k models of one architecture as stacked weights, run in one call.
 
     Args:
-        models: k models built from the same config (weights may differ).
+        models: k models built from the same config (weights may differ); for the
+            ``"loop"`` mapping they may be channels-last (see
+            :func:`mtloca_lib.engine.channels_last.prepare_memory_format`), and each
+            replica's slice of the stacked weights keeps that layout.
+        mapping: ``"vmap"`` (one vmapped call) or ``"loop"`` (one call per replica on
+            its slice of the stacked weights); see the module docstring.
 
     Attributes:
         params, buffers: name -> tensor of shape (k, *shape) (params are leaves that
@@ -87,17 +116,28 @@ class StackedReplicas:
         x (k, B, C, H, W) -> dict of (k, B, ...) outputs, one model per leading index.
     """
 
-    def __init__(self, models: Sequence[torch.nn.Module]):
+    def __init__(self, models: Sequence[torch.nn.Module], mapping: str = "vmap"):
         if not models:
             raise ValueError("StackedReplicas needs at least one model")
+        if mapping not in REPLICA_MAPPINGS:
+            raise ValueError(f"mapping must be one of {REPLICA_MAPPINGS}, not {mapping!r}")
         self.k = len(models)
+        self.mapping = mapping
         self.params, self.buffers = stack_module_state(list(models))
+        first = dict(models[0].named_parameters())
+        self.channels_last = mapping == "loop" and any(_channels_last_4d(p) for p in first.values())
+        if self.channels_last:
+            for name, p in self.params.items():
+                if _channels_last_4d(first[name]):  # (k, O, I, h, w) whose slices are channels-last
+                    relaid = p.detach().permute(0, 1, 3, 4, 2).contiguous().permute(0, 1, 4, 2, 3)
+                    self.params[name] = relaid.requires_grad_()
         self.template = copy.deepcopy(models[0]).to("meta")
         self.param_names = [name for name, _ in models[0].named_parameters()]
 
         def one(params, buffers, x):
             return functional_call(self.template, (params, buffers), (x,))
 
+        self._one = one
         self._mapped = torch.vmap(one, randomness="different")
 
     def train(self, mode: bool = True) -> "StackedReplicas":
@@ -105,14 +145,22 @@ class StackedReplicas:
         return self
 
     def __call__(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
-        return self._mapped(self.params, self.buffers, x)
+        if self.mapping == "vmap":
+            return self._mapped(self.params, self.buffers, x)
+        slices = {name: p.unbind(0) for name, p in self.params.items()}
+        outs = []
+        for i in range(self.k):
+            xi = x[i].contiguous(memory_format=torch.channels_last) if self.channels_last else x[i]
+            outs.append(self._one({name: p[i] for name, p in slices.items()},
+                                  {name: b[i] for name, b in self.buffers.items()}, xi))
+        return {key: torch.stack([o[key] for o in outs]) for key in outs[0]}
 
     def parameters(self) -> list[torch.Tensor]:
         """The stacked parameters, in the order of ``models[0].parameters()``."""
         return [self.params[name] for name in self.param_names]
 
     def state_dict(self, i: int) -> dict[str, torch.Tensor]:
-        """Replica ``i``'s weights as an ordinary ``state_dict``."""
+        """Replica ``i``'s weights as an ordinary ``state_dict`` (in the models' layout)."""
         state = {name: p[i].detach().clone() for name, p in self.params.items()}
         state.update({name: b[i].clone() for name, b in self.buffers.items()})
         return state
@@ -141,9 +189,15 @@ def replica_optimizer_state(state: dict, i: int) -> dict:
     }
 
 
-def replica_amp_dtype(amp_dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
-    """The autocast dtype replicas train in: the engine's on CUDA, none (fp32) on a CPU."""
-    return amp_dtype if device.type == "cuda" else None
+def replica_amp_dtype(amp_dtype: torch.dtype | None, device: torch.device,
+                      mapping: str | None = None) -> torch.dtype | None:
+    """The autocast dtype replicas train in: the engine's, except vmapped replicas on a CPU (fp32).
+
+    Args:
+        mapping: the replicas' mapping; default :func:`replica_mapping` of ``device``.
+    """
+    mapping = mapping or replica_mapping(device)
+    return None if mapping == "vmap" and device.type == "cpu" else amp_dtype
 
 
 def replica_step(stack: StackedReplicas, optim: torch.optim.Optimizer, loss_fns, x: torch.Tensor,
@@ -199,7 +253,7 @@ def train_replicas(
     log: Callable[[str], None] = print,
     stop_after_epochs: int | None = None,
 ) -> list[tuple[torch.nn.Module, list[dict]]]:
-    """Train k folds of one configuration together, one batched step per batch.
+    """Train k folds of one configuration together, one optimiser step per batch for all.
 
     Args:
         cfg: the run configuration (shared by all replicas).
@@ -220,19 +274,21 @@ def train_replicas(
     device = select_device(cfg.device)
     if cfg.num_threads:
         torch.set_num_threads(cfg.num_threads)
+    mapping = replica_mapping(device)
     setups = [prepare_fold(cfg, data, job.train_index, job.val_index, job.checkpoint_path, job.fold,
-                           device, log, channels_last_allowed=False) for job in jobs]
+                           device, log, channels_last_allowed=mapping == "loop") for job in jobs]
     _check_compatible(jobs, setups)
     first = setups[0]
     steps, bs = first.steps, first.batch_size
-    stack = StackedReplicas([s.model for s in setups])
+    stack = StackedReplicas([s.model for s in setups], mapping=mapping)
     optim = torch.optim.Adam(stack.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if first.start_epoch:
         optim.load_state_dict(stack_optimizer_states([s.optim.state_dict() for s in setups]))
     loss_fns = [s.loss_fn for s in setups]
-    amp_dtype = replica_amp_dtype(first.amp_dtype, device)
+    amp_dtype = replica_amp_dtype(first.amp_dtype, device, mapping)
     if amp_dtype != first.amp_dtype:
         log(f"replicas on {device.type}: fp32 (autocast does not reach convolutions inside vmap there)")
+    log(f"replicas: folds {[job.fold for job in jobs]} in one step, mapped by {mapping}")
     folds = [job.fold for job in jobs]
     done_here = 0
     lr = cfg.lr
