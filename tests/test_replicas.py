@@ -158,3 +158,18 @@ def test_replicas_is_part_of_the_run_identity():
     assert "replicas" not in smoke().identity()
     with pytest.raises(ValueError, match="replicas"):
         smoke(replicas=0)
+
+
+def test_looped_replicas_equal_separate_runs_exactly_on_the_fast_path(tmp_path, cache):
+    """On a CPU the loop runs each replica through the same kernels a separate run uses:
+    in the engine's fast path (fp32 weights, bf16 autocast, channels-last) the predictions
+    are bit for bit those of folds trained one by one."""
+    fast = {"amp": "bf16", "channels_last": "on", "epochs": 2}
+    alone = run_cv(smoke(**fast), tmp_path / "alone", log=lambda s: None)
+    lines = []
+    together = run_cv(smoke(replicas=3, **fast), tmp_path / "together", log=lines.append)
+    assert any(line.endswith("mapped by loop") for line in lines)
+    a = pd.read_csv(tmp_path / "alone" / "predictions.csv")
+    t = pd.read_csv(tmp_path / "together" / "predictions.csv")
+    pd.testing.assert_frame_equal(a[COLS], t[COLS], check_exact=True)
+    pd.testing.assert_frame_equal(alone, together, check_exact=True, check_dtype=False)
