@@ -86,7 +86,12 @@ def _json_default(o: Any) -> Any:
 
 
 def git_commit(repo: str | Path | None = None) -> dict:
-    """The current git commit of the source tree and whether it has local changes."""
+    """The current git commit of the source tree and whether it has local changes.
+
+    ``dirty`` looks at tracked files outside ``runs/``: a run writing into its own
+    committed run directory (resuming a partial run from a worktree) does not make the
+    code that trains it dirty.
+    """
     repo = Path(repo or Path(__file__).resolve().parents[1])
     if os.environ.get("MTLOCA_GIT_COMMIT"):
         # The caller says which commit this tree is (a copy shipped to another machine,
@@ -98,7 +103,7 @@ def git_commit(repo: str | Path | None = None) -> dict:
         ).stdout.strip()
         dirty = bool(
             subprocess.run(
-                ["git", "status", "--porcelain", "--untracked-files=no"],
+                ["git", "status", "--porcelain", "--untracked-files=no", "--", ".", ":(exclude)runs"],
                 cwd=repo, capture_output=True, text=True, check=True,
             ).stdout.strip()
         )

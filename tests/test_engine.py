@@ -40,6 +40,7 @@ def test_run_layout_and_contents(tmp_path, cache):
     assert manifest["data"]["fingerprint"]
     assert set(manifest["folds"]) == {str(f) for f in range(cfg.k)}
     assert all(v["wall_seconds"] > 0 for v in manifest["folds"].values())
+    assert all("commit" in v["git"] for v in manifest["folds"].values())  # each fold names its code
     assert manifest["environment"]["packages"]["torch"]
     preds = pd.read_csv(run / "predictions.csv")
     n = sum(cfg.dataset_kwargs["n_per_class"])

@@ -130,3 +130,25 @@ def test_matrix_reports_a_failing_job(tmp_path, cache, capsys):
 def test_git_commit_prefers_the_callers_word(monkeypatch):
     monkeypatch.setenv("MTLOCA_GIT_COMMIT", "abc123")
     assert git_commit()["commit"] == "abc123"
+
+
+def test_git_commit_dirty_ignores_run_outputs(tmp_path, monkeypatch):
+    """Training into a committed run directory does not make the code "dirty"; a code edit does."""
+    import subprocess
+
+    monkeypatch.delenv("MTLOCA_GIT_COMMIT", raising=False)
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "runs" / "manifest.json").write_text("{}")
+    (tmp_path / "code.py").write_text("x = 1\n")
+    git("init", "-q")
+    git("add", ".")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "init")
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "runs" / "manifest.json").write_text('{"folds": {}}')
+    assert git_commit(tmp_path)["dirty"] is False
+    (tmp_path / "code.py").write_text("x = 2\n")
+    assert git_commit(tmp_path)["dirty"] is True

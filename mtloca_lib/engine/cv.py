@@ -284,6 +284,7 @@ def _finish_fold(cfg, data, run_dir: Path, fold: int, test_idx, model, history, 
             "epochs": cfg.epochs,
             "device": device,
             "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "git": git_commit(),  # a resumed run's folds may come from different commits
         }
         if replicas > 1:
             entry["trained_with_replicas"] = replicas
