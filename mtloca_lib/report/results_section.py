@@ -220,17 +220,10 @@ def ablation_block(root: Path, profile: str) -> list[str]:
 
 def _cls_source_caveat(profile: str) -> str:
     """A sentence for profiles whose MTL-OCA classifier reads the bottleneck, not the mask features."""
-    from mtloca_lib.engine.config import proposed_cls_source
+    from mtloca_lib.report.ablation import classifier_source_caveat
 
-    if proposed_cls_source(profile) != "bottleneck":
-        return ""
-    return (f" In the `{profile}` profile MTL-OCA's classifier reads the bottleneck, while the two "
-            "variants classify from mask features as the paper describes them, so (1) against MTL-OCA "
-            "changes both the OCA module and where the classification gradient enters the network "
-            "(the training study measured the classifier's source alone at +0.13 validation lesion "
-            "Dice on fold 0, `cos_bs8` against `cos_bs8_bneck` in `docs/training.md`). UNet (ST), "
-            "a plain UNet without OCA whose classification probe cannot reach the segmentation, "
-            "gives a second no-OCA reference for segmentation.")
+    text = classifier_source_caveat(profile)
+    return " " + text if text else ""
 
 
 def ablation_tests_block(root: Path, profile: str) -> list[str]:
