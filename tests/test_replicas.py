@@ -173,3 +173,25 @@ def test_looped_replicas_equal_separate_runs_exactly_on_the_fast_path(tmp_path, 
     t = pd.read_csv(tmp_path / "together" / "predictions.csv")
     pd.testing.assert_frame_equal(a[COLS], t[COLS], check_exact=True)
     pd.testing.assert_frame_equal(alone, together, check_exact=True, check_dtype=False)
+
+
+def test_replica_compile_is_guarded_by_device(tmp_path, cache, monkeypatch):
+    """As for one fold: compile="auto" leaves CPU replicas eager; a named mode (on CUDA "auto"
+    means reduce-overhead, the CUDA graphs) compiles the stacked forward once per group."""
+    calls = []
+
+    def fake_compile(fn, mode=None):  # stands in for inductor: records, returns the callable
+        calls.append((type(fn).__name__, mode))
+        return fn
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    ref = run_cv(smoke(replicas=3, epochs=1), tmp_path / "eager", log=lambda s: None)
+    auto = run_cv(smoke(replicas=3, epochs=1, compile="auto"), tmp_path / "auto", log=lambda s: None)
+    assert calls == []
+    lines = []
+    named = run_cv(smoke(replicas=3, epochs=1, compile="reduce-overhead"), tmp_path / "named", log=lines.append)
+    groups = sum("in one step, mapped by" in line for line in lines)
+    assert groups >= 1 and calls == [("StackedReplicas", "reduce-overhead")] * groups
+    assert any("forward compiled" in line for line in lines)
+    pd.testing.assert_frame_equal(ref, auto)
+    pd.testing.assert_frame_equal(ref, named)

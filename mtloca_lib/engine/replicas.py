@@ -57,6 +57,7 @@ from mtloca_lib.engine.train import (
     StopRequested,
     batch_inputs,
     batching,
+    compile_mode,
     epoch_message,
     epoch_record,
     full_precision,
@@ -200,12 +201,13 @@ def replica_amp_dtype(amp_dtype: torch.dtype | None, device: torch.device,
     return None if mapping == "vmap" and device.type == "cpu" else amp_dtype
 
 
-def replica_step(stack: StackedReplicas, optim: torch.optim.Optimizer, loss_fns, x: torch.Tensor,
+def replica_step(stack: Callable[[torch.Tensor], dict[str, torch.Tensor]], optim: torch.optim.Optimizer, loss_fns, x: torch.Tensor,
                  masks: Sequence[torch.Tensor], labels: Sequence[torch.Tensor],
                  amp_dtype: torch.dtype | None) -> list[dict[str, torch.Tensor]]:
     """One optimiser step of all replicas (the loop's inner step; also timed by the benchmark).
 
     Args:
+        stack: a :class:`StackedReplicas` (or its ``torch.compile``d form).
         x: (k, B, C, H, W) inputs, one batch per replica.
         masks, labels: k targets, (B, H, W) and (B,).
         loss_fns: k losses (each replica's own class weights).
@@ -281,6 +283,10 @@ def train_replicas(
     first = setups[0]
     steps, bs = first.steps, first.batch_size
     stack = StackedReplicas([s.model for s in setups], mapping=mapping)
+    mode = compile_mode(cfg.compile, device)
+    # as in train_fold: on CUDA "auto" captures the stacked forward in CUDA graphs
+    # (reduce-overhead); the compiled callable shares the stacked weights
+    forward = torch.compile(stack, mode=mode) if mode else stack
     optim = torch.optim.Adam(stack.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     if first.start_epoch:
         optim.load_state_dict(stack_optimizer_states([s.optim.state_dict() for s in setups]))
@@ -288,7 +294,8 @@ def train_replicas(
     amp_dtype = replica_amp_dtype(first.amp_dtype, device, mapping)
     if amp_dtype != first.amp_dtype:
         log(f"replicas on {device.type}: fp32 (autocast does not reach convolutions inside vmap there)")
-    log(f"replicas: folds {[job.fold for job in jobs]} in one step, mapped by {mapping}")
+    log(f"replicas: folds {[job.fold for job in jobs]} in one step, mapped by {mapping}"
+        + (f", forward compiled (torch.compile mode {mode!r})" if mode else ""))
     folds = [job.fold for job in jobs]
     done_here = 0
     lr = cfg.lr
@@ -305,7 +312,7 @@ def train_replicas(
             batches = [batch_inputs(cfg, s.train, perm[step * bs:(step + 1) * bs], s.gen)
                        for s, perm in zip(setups, perms)]
             x = torch.stack([b[0] for b in batches])
-            terms = replica_step(stack, optim, loss_fns, x, [b[1] for b in batches],
+            terms = replica_step(forward, optim, loss_fns, x, [b[1] for b in batches],
                                  [b[2] for b in batches], amp_dtype)
             for i, replica_terms in enumerate(terms):
                 for k, v in replica_terms.items():
