@@ -269,7 +269,8 @@ def spread_block(root: Path, profile: str) -> list[str]:
                 continue
             rows.append({"model": DISPLAY[model], "seed": seed, "device": dev, "source": src,
                          "dice": f"{folds['dice'].mean():.3f}", "dice_lesion": f"{folds['dice_lesion'].mean():.3f}",
-                         "accuracy": f"{folds['accuracy'].mean():.3f}"})
+                         "accuracy": f"{folds['accuracy'].mean():.3f}",
+                         **({} if legacy else {"converged": _converged(rd)})})
         for seed in (0, 1, 2):
             cpu_rd = base / "cpu20_on_cpu" / "grouped" / f"{model}-seed{seed}"
             if not legacy or not _complete(cpu_rd):
@@ -282,15 +283,17 @@ def spread_block(root: Path, profile: str) -> list[str]:
         seeds_done = {(r["model"], r["seed"]) for r in rows}
         missing = [f"{DISPLAY[m]} seed {s}: {_status(base / profile / 'grouped' / f'{m}-seed{s}')}"
                    for m in ("mtl_oca", "unet_st") for s in (1, 2) if (DISPLAY[m], s) not in seeds_done]
+        missing_line = ([f"**Seeds (grouped protocol):** not finished for the `{profile}` profile "
+                         f"({'; '.join(missing)}); Table 6's question is answered above seed noise once they are."
+                         , ""] if missing else [])
         if len(rows) < 2 or not any(r["seed"] for r in rows):
-            return ([f"**Seeds (grouped protocol):** not finished for the `{profile}` profile "
-                     f"({'; '.join(missing)}); Table 6's question is answered above seed noise once they are."
-                     , ""] if missing else [])
+            return missing_line
+        return [f"**Run-to-run spread (grouped protocol, the `{profile}` profile, means over folds):** "
+                "the same configuration with another seed; `converged` is the convergence rule's verdict "
+                "(rise of the mean validation Dice over the last 20 % of epochs).", "",
+                _md(pd.DataFrame(rows)), ""] + missing_line
     if not rows:
         return []
-    if not legacy:
-        return [f"**Run-to-run spread (grouped protocol, the `{profile}` profile, means over folds):** "
-                "the same configuration with another seed.", "", _md(pd.DataFrame(rows)), ""]
     return ["**Run-to-run spread (grouped protocol, means over folds):** the same configuration with "
             "another seed, or on another device. The H200 runs drew augmentations and batch orders on the "
             "CUDA random generator, so their seed 0 is a different run from the CPU's seed 0 (since "
