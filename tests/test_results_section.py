@@ -59,6 +59,13 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
     assert "1 thread;" in row and "min per fold" in row  # the config's threads, not torch's default
     seeds_line = next(line for line in text.splitlines() if line.startswith("**Seeds (grouped protocol):**"))
     assert "UNet (ST) seed 1: 2 of 5 folds" in seeds_line and "MTL-OCA seed 1: not run yet" in seeds_line
+    # a second finished seed: the spread table, with each run's convergence verdict, and the
+    # seeds still missing below it
+    shutil.copytree(done, done.parent / "mtl_oca-seed1")
+    text = rs.render(root=tmp_path)
+    spread = text.split("**Run-to-run spread")[1]
+    assert "| converged" in spread.splitlines()[2]
+    assert "UNet (ST) seed 1: 2 of 5 folds" in spread and "MTL-OCA seed 1" not in spread.split("**Seeds")[1]
     assert "**Undertrained, for contrast only**" in text
     contrast = text.split("**Undertrained, for contrast only**")[1]
     assert contrast.count("MTL-OCA") == 1
