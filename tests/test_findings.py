@@ -70,6 +70,13 @@ def test_findings_state_each_protocols_claim_and_the_protocol_effect(tmp_path):
     image = pd.read_csv(srcs[("mtl_oca", "image")] / "fold_metrics.csv")["dice"].mean()
     grouped = pd.read_csv(srcs[("mtl_oca", "grouped")] / "fold_metrics.csv")["dice"].mean()
     assert f"MTL-OCA (`cpu_light`) {grouped - image:+.3f} Dice" in delta
+    # the last sentence names what the seed-0 runs still lack: unconverged runs and seeds
+    missing = text[-1]
+    assert missing.startswith("Still missing") and "0 of 6 runs complete" in missing
+    for (model, protocol) in srcs:
+        rd = tmp_path / "runs" / "busi" / "cpu_light" / protocol / f"{model}-seed0"
+        named = f"{findings.DISPLAY[model]} ({protocol})" in missing.split("not converged by the rule")[-1]
+        assert named == (not is_converged(rd)), (model, protocol)
 
 
 def test_findings_answer_table6_only_with_both_runs(tmp_path):

@@ -125,9 +125,38 @@ def sentences(used: dict) -> list[str]:
     if root is not None:
         missing += [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in ABLATION_MODELS[:2]
                     if not any(_complete(root / "runs" / "busi" / prof / p / f"{m}-seed0") for prof in PROFILES)]
-    out.append("Still missing with a current profile: " + (", ".join(missing) if missing else "nothing")
-               + "; the undertrained first runs (`cpu20`) are kept in the results further down for contrast.")
+    out.append("Still missing with a current profile: " + (", ".join(missing) if missing else
+                                                          "no configuration (each has a complete seed-0 run)")
+               + _unfinished(root, used) + "; the undertrained first runs (`cpu20`) are kept in the results "
+               "further down for contrast.")
     return out
+
+
+def _unfinished(root: Path | None, used: dict) -> str:
+    """What the seed-0 runs still lack: runs not converged by the rule, and the grouped seeds 1-2
+    of MTL-OCA, UNet (ST) and variant (1) (the seed-noise runs) that are not complete."""
+    from mtloca_lib.engine.convergence import convergence_status
+
+    if root is None:
+        return ""
+    runs = dict(used)
+    for p in PROTOCOLS:
+        for m in ABLATION_MODELS[:2]:
+            rd = next((d for prof in PROFILES if _complete(d := root / "runs" / "busi" / prof / p / f"{m}-seed0")), None)
+            if rd is not None:
+                runs[(m, p)] = rd
+    text = ""
+    stalled = [f"{DISPLAY[m]} ({p})" for (m, p), rd in runs.items() if convergence_status(rd)["converged"] is not True]
+    if stalled:
+        text += "; not converged by the rule: " + ", ".join(stalled)
+    grouped = runs.get(("mtl_oca", "grouped"))
+    if grouped is not None:
+        base = Path(grouped).parent
+        seeds = [f"{m}-seed{s}" for m in ("mtl_oca", "unet_st", "ablation_no_oca") for s in (1, 2)]
+        done = [name for name in seeds if _complete(base / name)]
+        text += (f"; grouped seeds 1-2 of MTL-OCA, UNet (ST) and (1) no OCA (`{base.parent.name}`): "
+                 f"{len(done)} of {len(seeds)} runs complete")
+    return text
 
 
 def _ablation_sentence(root: Path, protocol: str) -> str | None:
