@@ -122,29 +122,35 @@ def sentences(used: dict) -> list[str]:
             if sentence:
                 out.append(sentence)
     missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
+    variants = _variant_runs(root) if root is not None else {}
     if root is not None:
-        missing += [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in ABLATION_MODELS[:2]
-                    if not any(_complete(root / "runs" / "busi" / prof / p / f"{m}-seed0") for prof in PROFILES)]
+        missing += [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in ABLATION_MODELS[:2] if (m, p) not in variants]
     out.append("Still missing with a current profile: " + (", ".join(missing) if missing else
                                                           "no configuration (each has a complete seed-0 run)")
-               + _unfinished(root, used) + "; the undertrained first runs (`cpu20`) are kept in the results "
-               "further down for contrast.")
+               + _unfinished(root, {**used, **variants}) + "; the undertrained first runs (`cpu20`) are kept "
+               "in the results further down for contrast.")
     return out
 
 
-def _unfinished(root: Path | None, used: dict) -> str:
-    """What the seed-0 runs still lack: runs not converged by the rule, and the grouped seeds 1-2
-    of MTL-OCA, UNet (ST) and variant (1) (the seed-noise runs) that are not complete."""
-    from mtloca_lib.engine.convergence import convergence_status
-
-    if root is None:
-        return ""
-    runs = dict(used)
+def _variant_runs(root: Path) -> dict:
+    """(model, protocol) -> the first complete seed-0 run of each ablation variant over PROFILES."""
+    runs = {}
     for p in PROTOCOLS:
         for m in ABLATION_MODELS[:2]:
             rd = next((d for prof in PROFILES if _complete(d := root / "runs" / "busi" / prof / p / f"{m}-seed0")), None)
             if rd is not None:
                 runs[(m, p)] = rd
+    return runs
+
+
+def _unfinished(root: Path | None, runs: dict) -> str:
+    """What the seed-0 runs (``runs``: (model, protocol) -> run directory) still lack: runs not
+    converged by the rule, and the grouped seeds 1-2 of MTL-OCA, UNet (ST) and variant (1) (the
+    seed-noise runs) that are not complete."""
+    from mtloca_lib.engine.convergence import convergence_status
+
+    if root is None:
+        return ""
     text = ""
     stalled = [f"{DISPLAY[m]} ({p})" for (m, p), rd in runs.items() if convergence_status(rd)["converged"] is not True]
     if stalled:
