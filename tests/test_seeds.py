@@ -10,9 +10,14 @@ import pytest
 from mtloca_lib.engine import seeds
 
 
-def _run(root, name, seed, fold_dice, image_dice=None, correct=None):
+def _run(root, name, seed, fold_dice, image_dice=None, correct=None, curve=None):
+    """A hand-made run; ``curve`` "flat" or "rising" writes a 10-epoch validation Dice history."""
     rd = root / f"{name}-seed{seed}"
     rd.mkdir(parents=True)
+    if curve is not None:
+        (rd / "fold0").mkdir()
+        val = [0.5] * 10 if curve == "flat" else [0.3 + 0.03 * e for e in range(10)]
+        pd.DataFrame({"epoch": range(1, 11), "val_dice": val}).to_csv(rd / "fold0" / "history.csv", index=False)
     (rd / "config.json").write_text(json.dumps({"name": name, "protocol": "grouped", "seed": seed}))
     pd.DataFrame({"fold": range(len(fold_dice)), "dice": fold_dice, "dice_lesion": fold_dice,
                   "accuracy": [0.5] * len(fold_dice)}).to_csv(rd / "fold_metrics.csv", index=False)
@@ -71,15 +76,43 @@ def test_same_model_tests_pair_every_two_seeds(tmp_path):
     assert w[(0, 2)] < 1e-6 and w[(1, 2)] < 1e-6 and w[(0, 1)] > 1e-3
 
 
+def test_seed_table_carries_each_runs_convergence_verdict(tmp_path):
+    runs = {"a": [_run(tmp_path, "a", 0, [0.5], curve="flat"), _run(tmp_path, "a", 1, [0.5], curve="rising"),
+                  _run(tmp_path, "a", 2, [0.5])]}
+    t = seeds.seed_table(runs)
+    assert t["converged"].tolist() == [True, False, None]
+    both = seeds.seed_table({**runs, "b": [_run(tmp_path, "b", s, [0.4], curve="flat") for s in (0, 1)]})
+    row = seeds.seed_level_test(both, "a", "b").iloc[0]
+    assert (row["converged_a"], row["n_seeds_a"], row["converged_b"], row["n_seeds_b"]) == (1, 3, 2, 2)
+
+
+def test_compare_seeds_measures_only_pairs_with_two_seeds_each(tmp_path):
+    runs = {"mtl_oca": [_run(tmp_path, "m", s, [0.5 + 0.01 * s]) for s in (0, 1)],
+            "unet_st": [_run(tmp_path, "u", s, [0.4 + 0.01 * s]) for s in (0, 1, 2)],
+            "ablation_no_oca": [_run(tmp_path, "n", 0, [0.3])]}
+    t = seeds.compare_seeds(runs)
+    assert set(zip(t["model_a"], t["model_b"])) == {("mtl_oca", "unet_st")}
+    assert len(t) == len(seeds.METRICS)
+    runs["ablation_no_oca"].append(_run(tmp_path, "n", 1, [0.32]))
+    t = seeds.compare_seeds(runs)
+    assert set(zip(t["model_a"], t["model_b"])) == {("mtl_oca", "unet_st"), ("mtl_oca", "ablation_no_oca")}
+    assert seeds.compare_seeds({"mtl_oca": runs["mtl_oca"]}).empty
+
+
 def test_describe_follows_the_numbers(tmp_path):
-    runs = {"mtl_oca": [_run(tmp_path, "a", s, [m]) for s, m in enumerate((0.40, 0.42, 0.38))],
-            "unet_st": [_run(tmp_path, "b", s, [m]) for s, m in enumerate((0.50, 0.49, 0.51))]}
+    runs = {"mtl_oca": [_run(tmp_path, "a", s, [m], curve="flat") for s, m in enumerate((0.40, 0.42, 0.38))],
+            "unet_st": [_run(tmp_path, "b", s, [m], curve="flat") for s, m in enumerate((0.50, 0.49, 0.51))]}
     level = seeds.seed_level_test(seeds.seed_table(runs, metrics=("dice",)), "mtl_oca", "unet_st", metrics=("dice",))
     text = seeds.describe(level)
     assert "MTL-OCA 0.400 vs UNet (ST) 0.500" in text and "beyond seed noise" in text
     close = seeds.seed_level_test(seeds.seed_table({"mtl_oca": runs["mtl_oca"], "unet_st": runs["mtl_oca"]},
                                                    metrics=("dice",)), "mtl_oca", "unet_st", metrics=("dice",))
     assert "not distinguishable from seed noise" in seeds.describe(close)
+    # the same gap, with one UNet (ST) seed still learning, is not a test of the claim
+    runs["unet_st"][2] = _run(tmp_path / "x", "b", 2, [0.51], curve="rising")
+    level = seeds.seed_level_test(seeds.seed_table(runs, metrics=("dice",)), "mtl_oca", "unet_st", metrics=("dice",))
+    text = seeds.describe(level)
+    assert "not tested" in text and "UNet (ST) 2 of 3" in text and "beyond seed noise" not in text
 
 
 def test_finished_seeds_finds_complete_runs_only(tmp_path):

@@ -11,7 +11,14 @@ this module asks the question at the level where the randomness lives:
   larger seed standard deviation);
 - :func:`same_model_tests`: the per-image paired tests between seeds of *one* model: a
   calibration; where they come out "significant", per-image tests between models
-  overstate what is known.
+  overstate what is known;
+- :func:`compare_seeds`: :func:`seed_level_test` for several model pairs at once, each pair
+  where both models have two or more seeds (MTL-OCA against UNet (ST), and against the
+  ablation variant without OCA for Table 6's question).
+
+Each run's convergence verdict (``engine.convergence``) travels with it: a seed-level
+difference is only called a test of the paper's claim when every seed run of both models
+converged by the rule; otherwise :func:`describe` says "not tested".
 
 May import: ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.engine``; never ``report``.
 """
@@ -28,6 +35,8 @@ from scipy import stats as sps
 from mtloca_lib.runio import read_json
 
 METRICS = ("dice", "dice_lesion", "accuracy")
+#: The model pairs compared over seeds: the paper's main claim and Table 6's question (does OCA help?).
+SEED_PAIRS = (("mtl_oca", "unet_st"), ("mtl_oca", "ablation_no_oca"))
 
 
 def run_seed(run_dir: str | Path) -> int:
@@ -44,8 +53,11 @@ def seed_table(runs: Mapping[str, Sequence[str | Path]], metrics: Sequence[str] 
         metrics: columns of ``fold_metrics.csv`` to average.
 
     Returns:
-        One row per run: ``model, seed, n_folds`` and the metric means over folds.
+        One row per run: ``model, seed, n_folds``, ``converged`` (the convergence rule's
+        verdict: True, False, or None without a validation curve) and the metric means over folds.
     """
+    from mtloca_lib.engine.convergence import convergence_status
+
     rows = []
     for model, dirs in runs.items():
         seeds = [run_seed(rd) for rd in dirs]
@@ -57,6 +69,7 @@ def seed_table(runs: Mapping[str, Sequence[str | Path]], metrics: Sequence[str] 
             if missing:
                 raise ValueError(f"{rd}/fold_metrics.csv has no column(s) {missing}")
             rows.append({"model": model, "seed": seed, "n_folds": len(folds),
+                         "converged": convergence_status(rd)["converged"],
                          **{m: float(folds[m].mean()) for m in metrics}})
     return pd.DataFrame(rows)
 
@@ -73,6 +86,8 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
         difference of the means, ``difference_in_seed_sd`` (|difference| over the larger of
         the two seed standard deviations: above ~2-3 the gap is well outside seed noise) and
         Welch's t-test over the seed means (``p_value``); both NaN unless each model has two or more seeds.
+        ``converged_a`` / ``converged_b`` count each model's seed runs that converged by the
+        rule (when ``table`` has a ``converged`` column).
     """
     rows = []
     ta, tb = table[table["model"] == a], table[table["model"] == b]
@@ -86,11 +101,32 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
         both = len(xa) > 1 and len(xb) > 1
         sd = max(sd_a, sd_b) if both else np.nan
         p = float(sps.ttest_ind(xa, xb, equal_var=False).pvalue) if both else np.nan
-        rows.append({"metric": m, "model_a": a, "model_b": b, "n_seeds_a": len(xa), "n_seeds_b": len(xb),
+        conv = ({"converged_a": int((ta["converged"] == True).sum()),  # noqa: E712 (None counts as not)
+                 "converged_b": int((tb["converged"] == True).sum())}  # noqa: E712
+                if "converged" in table else {})
+        rows.append({"metric": m, "model_a": a, "model_b": b, "n_seeds_a": len(xa), "n_seeds_b": len(xb), **conv,
                      "mean_a": xa.mean(), "sd_a": sd_a, "mean_b": xb.mean(), "sd_b": sd_b,
                      "difference": diff, "difference_in_seed_sd": abs(diff) / sd if sd > 0 else np.nan,
                      "p_value": p})
     return pd.DataFrame(rows)
+
+
+def compare_seeds(runs: Mapping[str, Sequence[str | Path]], pairs: Sequence[tuple[str, str]] = SEED_PAIRS,
+                  metrics: Sequence[str] = METRICS) -> pd.DataFrame:
+    """:func:`seed_level_test` for each pair whose two models both have two or more runs.
+
+    Args:
+        runs: model key -> run directories of that model, one per seed (models absent or with
+            fewer than two seeds are skipped with their pairs).
+        pairs: (a, b) model keys; differences are a - b.
+
+    Returns:
+        The rows of :func:`seed_level_test` for every pair measured, one after another
+        (empty when no pair has two seeds on both sides).
+    """
+    frames = [seed_level_test(seed_table({a: runs[a], b: runs[b]}, metrics), a, b, metrics)
+              for a, b in pairs if len(runs.get(a, ())) >= 2 and len(runs.get(b, ())) >= 2]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
 def same_model_tests(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
@@ -121,8 +157,10 @@ def describe(level: pd.DataFrame, same: pd.DataFrame | None = None, alpha: float
              names: Mapping[str, str] | None = None) -> str:
     """Plain sentences from :func:`seed_level_test` (and :func:`same_model_tests`) results.
 
-    A difference is called "beyond seed noise" when Welch's p over seeds is below ``alpha``;
-    nothing here is typed by hand, so the text follows whatever the runs give.
+    A difference is called "beyond seed noise" when Welch's p over seeds is below ``alpha``,
+    and only when every seed run of both models converged by the rule (where ``level`` says,
+    in ``converged_a`` / ``converged_b``); otherwise the line says "not tested" and why.
+    Nothing here is typed by hand, so the text follows whatever the runs give.
     """
     from mtloca_lib.engine.experiments import DISPLAY
 
@@ -135,9 +173,17 @@ def describe(level: pd.DataFrame, same: pd.DataFrame | None = None, alpha: float
         if np.isnan(r["p_value"]):
             lines.append(head + "; fewer than two seeds of a model: seed noise unknown.")
             continue
+        head += (f", {r['difference_in_seed_sd']:.1f} times the larger seed standard deviation, "
+                 f"Welch p = {r['p_value']:.2g}")
+        short = [f"{name} {int(r[c])} of {int(r[n])}" for name, c, n in
+                 ((a, "converged_a", "n_seeds_a"), (b, "converged_b", "n_seeds_b"))
+                 if c in r.index and pd.notna(r[c]) and r[c] < r[n]]
+        if short:
+            lines.append(head + f"; not tested: not every seed run converged by the rule "
+                                f"(converged: {', '.join(short)} seeds).")
+            continue
         verdict = "beyond seed noise" if r["p_value"] < alpha else "not distinguishable from seed noise"
-        lines.append(head + f", {r['difference_in_seed_sd']:.1f} times the larger seed standard deviation, "
-                            f"Welch p = {r['p_value']:.2g}: {verdict} at {alpha:g}.")
+        lines.append(head + f": {verdict} at {alpha:g}.")
     if same is not None and len(same):
         sig = same["p_value"] < alpha
         w = same[same["test"] == "wilcoxon"]

@@ -16,7 +16,9 @@ from __future__ import annotations
 from mtloca_lib.engine.comparisons import (  # noqa: F401
     bootstrap_table, convergence_by_run, model_numbers, paired_tests, protocol_tests,
 )
-from mtloca_lib.engine.seeds import describe, same_model_tests, seed_level_test, seed_table  # noqa: F401
+from mtloca_lib.engine.seeds import (  # noqa: F401
+    SEED_PAIRS, compare_seeds, describe, same_model_tests, seed_level_test, seed_table,
+)
 
 from mtloca_lib.engine.comparisons import ALPHA, holm
 

@@ -41,6 +41,8 @@ METRICS = ("dice", "dice_lesion", "iou", "hd95_lesion", "accuracy", "macro_auc")
 PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
 #: The profile whose runs the README's results block reports.
 CURRENT_PROFILE = "cpu_light"
+#: Models run with seeds 0-2 under the grouped protocol (issue 14, item 4): the seed table and tests.
+SEED_MODELS = ("mtl_oca", "unet_st", "ablation_no_oca")
 #: The first, undertrained CPU budget (20 epochs, no validation curve), kept as one table.
 UNDERTRAINED_PROFILE = "cpu20"
 
@@ -257,7 +259,7 @@ def spread_block(root: Path, profile: str) -> list[str]:
     base = root / "runs" / "busi"
     logs_csv = base / "device_logs" / "fold_metrics_from_logs.csv"
     logs = pd.read_csv(logs_csv) if legacy and logs_csv.exists() else pd.DataFrame()
-    for model in ("mtl_oca", "unet_st"):
+    for model in SEED_MODELS if not legacy else ("mtl_oca", "unet_st"):
         for seed in (0, 1, 2):
             rd = base / profile / "grouped" / f"{model}-seed{seed}"
             if _complete(rd):
@@ -282,9 +284,10 @@ def spread_block(root: Path, profile: str) -> list[str]:
     if not legacy:
         seeds_done = {(r["model"], r["seed"]) for r in rows}
         missing = [f"{DISPLAY[m]} seed {s}: {_status(base / profile / 'grouped' / f'{m}-seed{s}')}"
-                   for m in ("mtl_oca", "unet_st") for s in (1, 2) if (DISPLAY[m], s) not in seeds_done]
+                   for m in SEED_MODELS for s in (1, 2) if (DISPLAY[m], s) not in seeds_done]
         missing_line = ([f"**Seeds (grouped protocol):** not finished for the `{profile}` profile "
-                         f"({'; '.join(missing)}); Table 6's question is answered above seed noise once they are."
+                         f"({'; '.join(missing)}); the paper's comparison and Table 6's question (does OCA "
+                         "help?) are answered above seed noise once they are."
                          , ""] if missing else [])
         if len(rows) < 2 or not any(r["seed"] for r in rows):
             return missing_line
@@ -303,26 +306,37 @@ def spread_block(root: Path, profile: str) -> list[str]:
 
 
 def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
-    """Model difference against seed noise, from the CPU runs of several seeds (grouped protocol)."""
+    """Model differences against seed noise, from the CPU runs of several seeds (grouped protocol).
+
+    MTL-OCA against UNet (ST), and against the variant without OCA (``seeds.SEED_PAIRS``), each
+    pair once both models have two complete seed runs; a pair with an unconverged seed run is
+    shown but "not tested" (``seeds.describe``).
+    """
     from mtloca_lib.engine import seeds
 
-    base = root / "runs" / "busi" / ("cpu20_on_cpu" if profile == UNDERTRAINED_PROFILE else profile) / "grouped"
-    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in ("mtl_oca", "unet_st")}
-    if min(len(v) for v in runs.values()) < 2:
+    legacy = profile == UNDERTRAINED_PROFILE
+    base = root / "runs" / "busi" / ("cpu20_on_cpu" if legacy else profile) / "grouped"
+    models = ("mtl_oca", "unet_st") if legacy else SEED_MODELS
+    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in models}
+    table = seeds.compare_seeds(runs)
+    if table.empty:
         return []
-    table = seeds.seed_level_test(seeds.seed_table(runs), "mtl_oca", "unet_st")
     shown = pd.DataFrame({
+        "comparison": [f"{DISPLAY[a]} − {DISPLAY[b]}" for a, b in zip(table["model_a"], table["model_b"])],
         "metric": table["metric"],
-        "MTL-OCA (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_a"], table["sd_a"])],
-        "UNet (ST) (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_b"], table["sd_b"])],
+        "first (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_a"], table["sd_a"])],
+        "second (mean ± sd over seeds)": [f"{m:.3f} ± {s:.3f}" for m, s in zip(table["mean_b"], table["sd_b"])],
         "seeds": [f"{a} / {b}" for a, b in zip(table["n_seeds_a"], table["n_seeds_b"])],
-        "difference (MTL-OCA − UNet (ST))": [f"{d:+.3f}" for d in table["difference"]],
+        "converged seeds": [f"{a} / {b}" for a, b in zip(table["converged_a"], table["converged_b"])],
+        "difference": [f"{d:+.3f}" for d in table["difference"]],
         "|difference| / larger seed sd": [f"{r:.1f}" for r in table["difference_in_seed_sd"]],
         "Welch p over seeds": [f"{p:.2g}" for p in table["p_value"]],
     })
-    text = seeds.describe(table, seeds.same_model_tests(runs))
-    return ["**Model difference against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.engine.seeds`).** "
-            "Each seed's 5-fold run is one observation; Welch's t-test over the seed means.", "",
+    compared = sorted(set(table["model_a"]) | set(table["model_b"]))
+    text = seeds.describe(table, seeds.same_model_tests({m: runs[m] for m in compared}))
+    return ["**Model differences against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.engine.seeds`).** "
+            "Each seed's 5-fold run is one observation; Welch's t-test over the seed means; a difference is "
+            "tested only when every seed run of both models converged by the rule.", "",
             _md(shown), "", text, ""]
 
 
