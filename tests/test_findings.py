@@ -96,3 +96,52 @@ def test_findings_answer_table6_only_with_both_runs(tmp_path):
     assert text.startswith("Table 6 (grouped") and f"{a - b:+.3f} Dice" in text
     assert "reads the bottleneck" in text
     assert findings._ablation_sentence(tmp_path, "image") is None
+
+
+def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path):
+    """Two or more grouped seeds of MTL-OCA and UNet (ST): one sentence over seeds, "not tested"
+    while a seed run has not converged by the rule, a verdict once every seed run has."""
+    import json
+
+    from mtloca_lib.engine.convergence import is_converged
+
+    base = REPO / "runs" / "busi" / "cpu_light" / "grouped"
+    names = ["mtl_oca-seed0"] + [f"unet_st-seed{s}" for s in (0, 1, 2)]
+    if not all(findings._complete(base / n) for n in names):
+        pytest.skip("committed cpu_light seed runs not present")
+    dst = tmp_path / "runs" / "busi" / "cpu_light" / "grouped"
+    for n in names:
+        shutil.copytree(base / n, dst / n, ignore=shutil.ignore_patterns("*.pt", "*.npz"))
+    assert findings._seed_sentences(dst) == []  # one MTL-OCA seed: nothing over seeds yet
+    # a second MTL-OCA seed: seed 0's run, relabelled, 0.01 higher on every fold
+    shutil.copytree(dst / "mtl_oca-seed0", dst / "mtl_oca-seed1")
+    cfg = json.loads((dst / "mtl_oca-seed1" / "config.json").read_text())
+    (dst / "mtl_oca-seed1" / "config.json").write_text(json.dumps({**cfg, "seed": 1}))
+    folds = pd.read_csv(dst / "mtl_oca-seed1" / "fold_metrics.csv")
+    folds[["dice", "dice_lesion", "accuracy"]] += 0.01
+    folds.to_csv(dst / "mtl_oca-seed1" / "fold_metrics.csv", index=False)
+    [text] = findings._seed_sentences(dst)
+    assert "MTL-OCA against UNet (ST)" in text and "2 and 3 seeds" in text
+    unconverged = sum(not is_converged(dst / f"unet_st-seed{s}") for s in (0, 1, 2))
+    if unconverged:
+        assert "not tested" in text and f"UNet (ST) {3 - unconverged} of 3" in text
+    # every seed run converged (UNet (ST) seed 0's curves stand in for seeds 1 and 2): a verdict
+    for s in (1, 2):
+        for fold in range(5):
+            shutil.copy(dst / "unet_st-seed0" / f"fold{fold}" / "history.csv",
+                        dst / f"unet_st-seed{s}" / f"fold{fold}" / "history.csv")
+    [text] = findings._seed_sentences(dst)
+    assert "not tested" not in text and "seed noise at 0.05" in text
+    # two seeds of variant (1) too: Table 6's question over seeds, with the classifier-source caveat
+    if findings._complete(base / "ablation_no_oca-seed0"):
+        shutil.copytree(base / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed0",
+                        ignore=shutil.ignore_patterns("*.pt", "*.npz"))
+        shutil.copytree(dst / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed1")
+        rd = dst / "ablation_no_oca-seed1"
+        (rd / "config.json").write_text(json.dumps({**json.loads((rd / "config.json").read_text()), "seed": 1}))
+        folds = pd.read_csv(rd / "fold_metrics.csv")
+        folds[["dice", "dice_lesion", "accuracy"]] -= 0.01
+        folds.to_csv(rd / "fold_metrics.csv", index=False)
+        seed_texts = findings._seed_sentences(dst)
+        assert len(seed_texts) == 2 and "against (1) no OCA" in seed_texts[1]
+        assert "reads the bottleneck" in seed_texts[1] and "reads the bottleneck" not in seed_texts[0]

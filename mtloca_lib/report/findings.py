@@ -121,6 +121,8 @@ def sentences(used: dict) -> list[str]:
             sentence = _ablation_sentence(root, protocol)
             if sentence:
                 out.append(sentence)
+    if mtl is not None:
+        out += _seed_sentences(Path(mtl).parent)
     missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
     variants = _variant_runs(root) if root is not None else {}
     if root is not None:
@@ -165,11 +167,44 @@ def _unfinished(root: Path | None, runs: dict) -> str:
     return text
 
 
+def _seed_sentences(base: Path) -> list[str]:
+    """The seed-level comparisons (``engine.seeds.compare_seeds``) of the grouped runs in ``base``
+    (``runs/busi/<profile>/grouped``), one sentence per pair with two complete seeds on both
+    sides; called tested only when every seed run of both models converged by the rule."""
+    from mtloca_lib.engine import seeds
+
+    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")]
+            for m in {m for pair in seeds.SEED_PAIRS for m in pair}}
+    table = seeds.compare_seeds(runs)
+    out = []
+    if table.empty:
+        return out
+    for (a, b), rows in table.groupby(["model_a", "model_b"], sort=False):
+        r = rows.set_index("metric")
+        dice = r.loc["dice"]
+        d = r["difference"]
+        diffs = f"{d['dice']:+.3f} Dice, {d['dice_lesion']:+.3f} lesion Dice and {d['accuracy']:+.3f} accuracy"
+        text = (f"Over seeds (grouped, `{base.parent.name}`; each seed's 5-fold run one observation, "
+                f"{int(dice['n_seeds_a'])} and {int(dice['n_seeds_b'])} seeds): {DISPLAY[a]} against {DISPLAY[b]} "
+                f"differs by {diffs} (Welch p over seeds on Dice = {dice['p_value']:.2g})")
+        unconverged = [f"{DISPLAY[m]} {int(dice[c])} of {int(dice[n])}" for m, c, n in
+                       ((a, "converged_a", "n_seeds_a"), (b, "converged_b", "n_seeds_b")) if dice[c] < dice[n]]
+        if unconverged:
+            text += ("; not tested: not every seed run converged by the rule (converged: "
+                     + ", ".join(unconverged) + " seeds)")
+        elif np.isnan(dice["p_value"]):
+            text += ": seed noise unknown (the seed means do not vary)"
+        else:
+            text += (": the Dice difference is " + ("beyond" if dice["p_value"] < 0.05 else "within")
+                     + " seed noise at 0.05")
+        out.append(text + (_cls_source_clause(base.parent.name) if b == "ablation_no_oca" else "") + ".")
+    return out
+
+
 def _ablation_sentence(root: Path, protocol: str) -> str | None:
     """Table 6's question (does the OCA module help?) on MTL-OCA against variant (1), no OCA, when
     both runs of one profile are complete; tested only when both converged."""
     from mtloca_lib.engine.comparisons import paired_tests
-    from mtloca_lib.engine.config import proposed_cls_source
     from mtloca_lib.engine.convergence import is_converged
 
     for profile in PROFILES:
@@ -186,12 +221,20 @@ def _ablation_sentence(root: Path, protocol: str) -> str | None:
         t = paired_tests({protocol: {"mtl_oca": mtl, "ablation_no_oca": no_oca}}, [("mtl_oca", "ablation_no_oca")])
         dice = t[t["test"] == "wilcoxon"].iloc[0]
         text += f" (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)"
-        if proposed_cls_source(profile) == "bottleneck":
-            text += (", but in this profile MTL-OCA's classifier reads the bottleneck while the variant classifies "
-                     "from the mask features, so the gap measures the OCA module and where the classification "
-                     "gradient enters together (Table 6's caption below)")
-        return text + "."
+        return text + _cls_source_clause(profile) + "."
     return None
+
+
+def _cls_source_clause(profile: str) -> str:
+    """", but ..." where ``profile``'s MTL-OCA classifies from the bottleneck and variant (1) does
+    not (Table 6's caption has the long form, ``report.ablation.classifier_source_caveat``)."""
+    from mtloca_lib.engine.config import proposed_cls_source
+
+    if proposed_cls_source(profile) != "bottleneck":
+        return ""
+    return (", but in this profile MTL-OCA's classifier reads the bottleneck while the variant classifies "
+            "from the mask features, so the gap measures the OCA module and where the classification "
+            "gradient enters together (Table 6's caption below)")
 
 
 def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
