@@ -141,3 +141,15 @@ def test_data_summary_command(capsys, monkeypatch, tmp_path):
     assert main(["data", "--dataset", "phantom"]) == 0
     out = capsys.readouterr().out
     assert "benign" in out and "total" in out
+
+
+def test_real_data_trains_with_the_default_profile_unless_told():
+    """`mtloca train` and `mtloca matrix` default to the recipe behind the README's results."""
+    from mtloca_lib.cli import build_parser
+    from mtloca_lib.engine.config import DEFAULT_PROFILE, PROFILES
+
+    assert DEFAULT_PROFILE in PROFILES and DEFAULT_PROFILE == "cpu_light"
+    parser = build_parser()
+    assert parser.parse_args(["train"]).profile == DEFAULT_PROFILE
+    assert parser.parse_args(["train", "--profile", "cpu"]).profile == "cpu"
+    assert parser.parse_args(["matrix"]).profile == DEFAULT_PROFILE

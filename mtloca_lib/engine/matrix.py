@@ -30,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtloca_lib.engine.config import MODEL_PRESETS, PROFILES, make_config
+from mtloca_lib.engine.config import DEFAULT_PROFILE, MODEL_PRESETS, PROFILES, make_config
 
 
 @dataclass(frozen=True)
@@ -165,7 +165,7 @@ def run_matrix(args) -> int:
 
 
 def add_arguments(p) -> None:
-    p.add_argument("--profile", default="cpu", choices=sorted(PROFILES), help="run profile (default: %(default)s)")
+    p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES), help="run profile (default: %(default)s)")
     p.add_argument("--dataset", default="phantom", choices=["phantom", "busi", "udiat", "folder"])
     p.add_argument("--data", default=None, help="dataset root (recorded in each run's config)")
     p.add_argument("--prepared", type=Path, default=None,
