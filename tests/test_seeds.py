@@ -131,3 +131,17 @@ def test_finished_seeds_finds_complete_runs_only(tmp_path):
     found = experiments.finished_seeds(P, "mtl_oca", "grouped")
     assert [p.name for p in found] == ["mtl_oca-seed0", "mtl_oca-seed3"]
     assert experiments.finished_seeds(P, "unet_st", "grouped") == []
+
+
+def test_complete_seed_runs_keeps_only_finished_runs_in_seed_order(tmp_path):
+    from mtloca_lib.engine.config import make_config
+
+    cfg = make_config("mtl_oca", "smoke", {})
+    for seed, n_folds in ((2, cfg.k), (0, cfg.k), (1, cfg.k - 1)):
+        rd = tmp_path / f"mtl_oca-seed{seed}"
+        rd.mkdir()
+        (rd / "config.json").write_text(json.dumps(cfg.to_dict()))
+        pd.DataFrame({"fold": range(n_folds), "dice": 0.5}).to_csv(rd / "fold_metrics.csv", index=False)
+    found = seeds.complete_seed_runs(tmp_path, ["mtl_oca", "unet_st"])
+    assert [p.name for p in found["mtl_oca"]] == ["mtl_oca-seed0", "mtl_oca-seed2"] and found["unet_st"] == []
+    assert set(seeds.complete_seed_runs(tmp_path)) == {m for pair in seeds.SEED_PAIRS for m in pair}

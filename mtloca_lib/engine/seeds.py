@@ -111,6 +111,20 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
     return pd.DataFrame(rows)
 
 
+def complete_seed_runs(base: str | Path, models: Sequence[str] | None = None,
+                       seeds: Sequence[int] = (0, 1, 2)) -> dict[str, list[Path]]:
+    """model -> the complete runs ``base/<model>-seed<s>`` (all folds finished), in seed order.
+
+    Args:
+        base: a folder of run directories, e.g. ``runs/busi/cpu_light/grouped``.
+        models: model keys (default: every model of :data:`SEED_PAIRS`).
+    """
+    from mtloca_lib.engine.experiments import run_complete
+
+    models = sorted({m for pair in SEED_PAIRS for m in pair}) if models is None else models
+    return {m: [rd for s in seeds if run_complete(rd := Path(base) / f"{m}-seed{s}")] for m in models}
+
+
 def compare_seeds(runs: Mapping[str, Sequence[str | Path]], pairs: Sequence[tuple[str, str]] = SEED_PAIRS,
                   metrics: Sequence[str] = METRICS) -> pd.DataFrame:
     """:func:`seed_level_test` for each pair whose two models both have two or more runs.

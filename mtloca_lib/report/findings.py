@@ -173,9 +173,7 @@ def _seed_sentences(base: Path) -> list[str]:
     sides; called tested only when every seed run of both models converged by the rule."""
     from mtloca_lib.engine import seeds
 
-    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")]
-            for m in {m for pair in seeds.SEED_PAIRS for m in pair}}
-    table = seeds.compare_seeds(runs)
+    table = seeds.compare_seeds(seeds.complete_seed_runs(base))
     out = []
     if table.empty:
         return out

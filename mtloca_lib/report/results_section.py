@@ -317,7 +317,7 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
     legacy = profile == UNDERTRAINED_PROFILE
     base = root / "runs" / "busi" / ("cpu20_on_cpu" if legacy else profile) / "grouped"
     models = ("mtl_oca", "unet_st") if legacy else SEED_MODELS
-    runs = {m: [rd for s in (0, 1, 2) if _complete(rd := base / f"{m}-seed{s}")] for m in models}
+    runs = seeds.complete_seed_runs(base, models)
     table = seeds.compare_seeds(runs)
     if table.empty:
         return []
