@@ -138,6 +138,17 @@ def test_late_fields_at_default_leave_the_digest_unchanged():
     assert make_config("mtl_oca", "cpu", {"augment_options.crop_p": 0}).augment_options == {"crop_p": 0}
 
 
+
+@pytest.mark.parametrize("model", ["mtl_oca", "unet_st", "mt_dunet"])
+def test_cpu_light60_is_cpu_light_trained_longer(model):
+    """The longer schedule changes the epoch count and nothing else, for every compared model,
+    so a 40- against 60-epoch comparison measures the schedule alone (the cosine decay spans
+    all epochs, so its shape is the same, stretched)."""
+    short, long = make_config(model, "cpu_light").to_dict(), make_config(model, "cpu_light60").to_dict()
+    assert (short.pop("epochs"), long.pop("epochs")) == (40, 60)
+    assert short == long
+    assert long["lr_schedule"] == "cosine"
+
 # ---------------------------------------------------------------- inputs, augmentation, loss
 def test_derivative_normalisations():
     torch.manual_seed(0)
