@@ -123,3 +123,33 @@ def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
     with pytest.warns(RuntimeWarning, match="different devices"):
         table = compare_runs(a, b)
     assert not table["same_device"].any()
+
+
+def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkeypatch):
+    """cpu_light60 rows appear once a run is complete, with the change against the cpu_light run of
+    the same configuration, and the runs still missing are named; nothing renders before."""
+    import shutil
+
+    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.engine.cv import run_cv
+
+    assert rs.schedule_block(tmp_path) == []
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    short = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped" / "unet_st-seed0"
+    run_cv(make_config("unet_st", "smoke", {"epochs": 1, "k": 5, "num_threads": 1}), short, log=lambda s: None)
+    long = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped" / "unet_st-seed0"
+    shutil.copytree(short, long)
+    metrics = pd.read_csv(long / "fold_metrics.csv")
+    metrics["dice"] += 0.125
+    metrics.to_csv(long / "fold_metrics.csv", index=False)
+    partial = long.parent / "mtl_oca-seed0"
+    shutil.copytree(short, partial)
+    (partial / "fold_metrics.csv").unlink()
+    shutil.rmtree(partial / "fold3")
+    text = "\n".join(rs.schedule_block(tmp_path))
+    assert f"the `{rs.LONGER_PROFILE}` profile" in text
+    row = next(line for line in text.splitlines() if line.startswith("| grouped") and "UNet (ST)" in line)
+    assert "+0.125" in row and "n/a -> n/a" in row  # one-epoch curves: no rise
+    assert "MTL-OCA grouped seed 0: 4 of 5 folds" in text and "MT-DUNet image seed 0: not run yet" in text
+    assert "Paired tests" not in text  # one complete model: nothing to pair
+    assert "A longer schedule" in rs.render(root=tmp_path)

@@ -45,6 +45,8 @@ CURRENT_PROFILE = "cpu_light"
 SEED_MODELS = ("mtl_oca", "unet_st", "ablation_no_oca")
 #: The first, undertrained CPU budget (20 epochs, no validation curve), kept as one table.
 UNDERTRAINED_PROFILE = "cpu20"
+#: The same recipe as :data:`CURRENT_PROFILE`, trained longer: does the longer schedule change a verdict?
+LONGER_PROFILE = "cpu_light60"
 
 
 def _device(run_dir: Path) -> str:
@@ -104,8 +106,9 @@ def _ordered(rows: list[dict]) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[c for c in cols if c not in last] + last).fillna("")
 
 
-def _md(df: pd.DataFrame) -> str:
-    return df.to_markdown(index=False)
+def _md(df: pd.DataFrame, keep_text: bool = False) -> str:
+    """A Markdown table; ``keep_text`` prints cells as written (tabulate would drop a ``+`` sign)."""
+    return df.to_markdown(index=False, disable_numparse=keep_text)
 
 
 def comparison_block(root: Path, profile: str) -> list[str]:
@@ -340,6 +343,59 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
             _md(shown), "", text, ""]
 
 
+def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_PROFILE) -> list[str]:
+    """The compared models trained with ``short`` and with ``long`` (the same recipe, more epochs).
+
+    One row per (protocol, model, seed) that has a complete ``long`` run, beside the ``short`` run
+    of the same configuration, with each run's convergence rise; then the paired tests of the
+    paper's comparisons between ``long`` runs. Empty until a ``long`` run is complete; the runs
+    still missing are named.
+    """
+    from mtloca_lib.engine.comparisons import paired_tests
+    from mtloca_lib.engine.convergence import convergence_status
+
+    base = root / "runs" / "busi"
+    rows, missing, tests_runs = [], [], {}
+    configs = [(p, m, 0) for p in ("grouped", "image") for m in COMPARISON_MODELS]
+    configs += [("grouped", m, s) for m in ("mtl_oca", "unet_st") for s in (1, 2)]
+    for protocol, model, seed in configs:
+        name = f"{model}-seed{seed}"
+        rd_long, rd_short = base / long / protocol / name, base / short / protocol / name
+        if not _complete(rd_long):
+            missing.append(f"{DISPLAY[model]} {protocol} seed {seed}: {_status(rd_long)}")
+            continue
+        if seed == 0:
+            tests_runs.setdefault(protocol, {})[model] = rd_long
+        a = pd.read_csv(rd_long / "fold_metrics.csv")
+        row = {"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model], "seed": seed}
+        has_short = _complete(rd_short)
+        b = pd.read_csv(rd_short / "fold_metrics.csv") if has_short else None
+        for m in ("dice", "dice_lesion", "accuracy"):
+            row[f"{m} ({long})"] = f"{a[m].mean():.3f}"
+            row[f"Δ {m} vs {short}"] = f"{a[m].mean() - b[m].mean():+.3f}" if has_short else ""
+        rise = {p: convergence_status(rd)["rise"] for p, rd in ((long, rd_long), (short, rd_short))
+                if p == long or has_short}
+        row["rise (rule: < 0.01)"] = " -> ".join("n/a" if np.isnan(rise[p]) else f"{rise[p]:+.3f}"
+                                                  for p in (short, long) if p in rise)
+        row["converged"] = _converged(rd_long)
+        row["machine, time"] = _machine(rd_long)
+        rows.append(row)
+    if not rows:
+        return []
+    out = [f"**A longer schedule: the `{long}` profile** (`{short}` trained longer, nothing else changed; "
+           f"means over the 5 folds, Δ against the `{short}` run of the same configuration; `rise` is the "
+           f"convergence rule's rise of the mean validation Dice over the last 20 % of epochs, `{short}` -> "
+           f"`{long}`).", "", _md(_ordered(rows), keep_text=True), ""]
+    pairs = [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")]
+    t = paired_tests(tests_runs, pairs) if tests_runs else pd.DataFrame()
+    if len(t):
+        out += [f"**Paired tests between `{long}` runs** (seed 0, Wilcoxon on per-image Dice, McNemar on "
+                f"per-image correctness; Holm over these {len(t)} tests):", "", _md(_tests_frame(t)), ""]
+    if missing:
+        out += [f"Not complete yet with `{long}`: {'; '.join(missing)}.", ""]
+    return out
+
+
 def undertrained_block(root: Path) -> list[str]:
     """The first 20-epoch runs in one labelled table (the contrast with converged models)."""
     rows = []
@@ -363,6 +419,8 @@ def render(root: Path = REPO, profile: str = CURRENT_PROFILE) -> str:
     """The results block for ``profile`` (the undertrained contrast table added for any other)."""
     lines = (comparison_block(root, profile) + ablation_block(root, profile) + spread_block(root, profile)
              + seeds_block(root, profile))
+    if profile == CURRENT_PROFILE:
+        lines += schedule_block(root)
     if profile != UNDERTRAINED_PROFILE:
         lines += undertrained_block(root)
     return "\n".join(lines).rstrip() + "\n"
