@@ -24,7 +24,7 @@ def test_a_onednn_cap_below_avx512_means_fp32(monkeypatch):
         assert not hardware.cpu_has_fast_bf16(), cap
         assert hardware.fast_matmul_dtype() == torch.float32
         cpu = torch.device("cpu")
-        assert autocast_dtype("auto", cpu) is None and not use_channels_last("auto", cpu, None)
+        assert autocast_dtype("auto", cpu) is None and use_channels_last("auto", cpu, None)  # fp32 channels-last
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA")
     monkeypatch.setenv("DNNL_MAX_CPU_ISA", "AVX2")
     assert not hardware.cpu_has_fast_bf16()

@@ -85,10 +85,11 @@ def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype 
     """Whether to train in channels-last memory format.
 
     ``"auto"`` turns it on where it was measured faster (docs/benchmarks.md): on
-    CUDA, and on a CPU together with bf16 autocast (there oneDNN's convolutions and
-    the bilinear upsampling run several times faster channels-last; GroupNorm's
-    backward runs in the standard layout: :mod:`mtloca_lib.engine.channels_last`). On a CPU in
-    fp32 it made no measurable difference and stays off.
+    CUDA, and on a CPU in bf16 autocast or in fp32 (there oneDNN's convolutions and
+    the bilinear upsampling run faster channels-last: several times in bf16, x1.15-1.30
+    in fp32, the latter measured on an AVX-512 CPU and on the same CPU capped to AVX2 by
+    ``benchmarks/bench_avx2_paths.py``; GroupNorm's backward runs in the standard layout:
+    :mod:`mtloca_lib.engine.channels_last`). fp16 autocast on a CPU stays in NCHW (not measured).
     """
     if option == "on":
         return True
@@ -98,7 +99,7 @@ def use_channels_last(option: str, device: torch.device, amp_dtype: torch.dtype 
         raise ValueError(f"channels_last must be 'auto', 'on' or 'off', not {option!r}")
     if device.type == "cuda":
         return True
-    return device.type == "cpu" and amp_dtype == torch.bfloat16
+    return device.type == "cpu" and amp_dtype in (None, torch.bfloat16)
 
 
 def full_precision(t: torch.Tensor) -> torch.Tensor:
