@@ -145,3 +145,21 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
         seed_texts = findings._seed_sentences(dst)
         assert len(seed_texts) == 2 and "against (1) no OCA" in seed_texts[1]
         assert "reads the bottleneck" in seed_texts[1] and "reads the bottleneck" not in seed_texts[0]
+
+
+def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path):
+    """The cpu_light60 runs get their own claim sentence once MTL-OCA and UNet (ST) are complete there."""
+    base = REPO / "runs" / "busi" / findings.LONGER / "grouped"
+    srcs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "unet_st")}
+    if not all((rd / "fold_metrics.csv").exists() for rd in srcs.values()):
+        pytest.skip("committed cpu_light60 runs not present")
+    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped"
+    shutil.copytree(srcs["mtl_oca"], dst / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
+    assert findings._longer_sentences(tmp_path) == []
+    shutil.copytree(srcs["unet_st"], dst / "unet_st-seed0", ignore=shutil.ignore_patterns("model.pt"))
+    (text,) = findings._longer_sentences(tmp_path)
+    a = pd.read_csv(srcs["mtl_oca"] / "fold_metrics.csv")["dice"].mean()
+    b = pd.read_csv(srcs["unet_st"] / "fold_metrics.csv")["dice"].mean()
+    assert text.startswith("Trained 60 epochs instead of 40 (`cpu_light60`") and f"{a - b:+.3f} Dice" in text
+    from mtloca_lib.engine.convergence import is_converged
+    assert ("McNemar" in text) == (is_converged(srcs["mtl_oca"]) and is_converged(srcs["unet_st"]))

@@ -27,6 +27,8 @@ REPO = REPO_ROOT
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
 #: Profiles whose runs may stand in the findings, the newest recipe first.
 PROFILES = ("cpu_light", "cpu")
+#: The newest recipe trained longer (60 epochs, nothing else changed): does a verdict change with it?
+LONGER = "cpu_light60"
 PROTOCOLS = {"image": "image-level (paper)", "grouped": "grouped (leakage-free)"}
 FIGURE = Path("docs/figures/findings_learning_curves.png")
 #: Second-hand reference numbers (see docs and notebook 07): the paper's, image-level protocol,
@@ -113,6 +115,7 @@ def sentences(used: dict) -> list[str]:
         elif protocol == "grouped":
             out.append("MTL-OCA and UNet (ST) cannot be compared yet: no profile has a complete grouped run of both.")
     if root is not None:
+        out += _longer_sentences(root)
         deltas = _protocol_deltas(root)
         if deltas:
             out.append("The leakage-free protocol changes each number by (grouped minus image-level, same profile, "
@@ -242,6 +245,17 @@ def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
         if all(_complete(rd) for rd in pair):
             return pair[0], pair[1]
     return None
+
+
+def _longer_sentences(root: Path) -> list[str]:
+    """The claim sentence again on the :data:`LONGER` runs, per protocol where both are complete."""
+    out = []
+    for protocol in ("grouped", "image"):
+        pair = [root / "runs" / "busi" / LONGER / protocol / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
+        if all(_complete(rd) for rd in pair):
+            text = _comparison_sentence(*pair, protocol)
+            out.append(f"Trained 60 epochs instead of 40 (`{LONGER}`, nothing else changed), {text[0].lower()}{text[1:]}")
+    return out
 
 
 def _means(rd: Path) -> dict:
