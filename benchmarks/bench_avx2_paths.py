@@ -33,25 +33,13 @@ from pathlib import Path
 CAPPED_ENV = {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2"}
 
 
-def _matmul_gflops(dtype, n: int = 1024, reps: int = 20) -> float:
-    import torch
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
-    best = float("inf")
-    for _ in range(3):
-        t0 = time.perf_counter()
-        for _ in range(reps):
-            torch.mm(a, b)
-        best = min(best, (time.perf_counter() - t0) / reps)
-    return 2 * n ** 3 / best / 1e9
-
-
 def measure(args) -> dict:
     import torch
 
     from mtloca_lib import hardware
     from mtloca_lib.engine.benchmark import PathSpec, engine_paths, make_trainer
     from mtloca_lib.engine.config import make_config
+    from mtloca_lib.engine.roofline import matmul_peak
     from mtloca_lib.runio import environment_info
 
     torch.set_num_threads(args.threads)
@@ -93,8 +81,7 @@ def measure(args) -> dict:
         "images_per_s": {k: round(v, 2) for k, v in med.items()},
         "x_fp32_nchw": {k: round(v / med["fp32_nchw"], 2) for k, v in med.items()},
         "compile_seconds": compile_s,
-        "matmul_gflops": {"fp32": round(_matmul_gflops(torch.float32), 1),
-                          "bf16": round(_matmul_gflops(torch.bfloat16), 1)},
+        "matmul_gflops": {k: round(v["best"], 1) for k, v in matmul_peak(dev, 1024, 0.2, 3).items()},
         "load_end": os.getloadavg(), "machine": environment_info(),
     }
 
