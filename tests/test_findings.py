@@ -163,3 +163,20 @@ def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path):
     assert text.startswith("Trained 60 epochs instead of 40 (`cpu_light60`") and f"{a - b:+.3f} Dice" in text
     from mtloca_lib.engine.convergence import is_converged
     assert ("McNemar" in text) == (is_converged(srcs["mtl_oca"]) and is_converged(srcs["unet_st"]))
+
+
+def test_findings_ask_table6_on_the_longer_schedule(tmp_path):
+    """Table 6's sentence is repeated for the longer profile once MTL-OCA and variant (1) are complete there."""
+    src = REPO / "runs" / "busi" / "cpu_light" / "grouped"
+    names = ("mtl_oca-seed0", "ablation_no_oca-seed0")
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip("committed cpu_light runs not present")
+    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped"
+    shutil.copytree(src / names[0], dst / names[0], ignore=shutil.ignore_patterns("model.pt"))
+    assert findings._longer_sentences(tmp_path) == []
+    shutil.copytree(src / names[1], dst / names[1], ignore=shutil.ignore_patterns("model.pt"))
+    (text,) = findings._longer_sentences(tmp_path)
+    a = pd.read_csv(src / names[0] / "fold_metrics.csv")["dice"].mean()
+    b = pd.read_csv(src / names[1] / "fold_metrics.csv")["dice"].mean()
+    assert text.startswith("Trained 60 epochs instead of 40, Table 6 (grouped (leakage-free), `cpu_light60`)")
+    assert f"{a - b:+.3f} Dice" in text

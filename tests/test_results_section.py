@@ -153,3 +153,28 @@ def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkey
     assert "MTL-OCA grouped seed 0: 4 of 5 folds" in text and "MT-DUNet image seed 0: not run yet" in text
     assert "Paired tests" not in text  # one complete model: nothing to pair
     assert "A longer schedule" in rs.render(root=tmp_path)
+
+
+def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
+    """The ablation variants and the no-OCA seeds are named among the longer runs still missing,
+    and Table 6's paired tests appear for the longer profile once MTL-OCA and both variants of a
+    protocol are complete there (the committed shorter runs stand in for longer ones)."""
+    import shutil
+
+    src = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
+    names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip("committed cpu_light runs not present")
+    dst = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
+    for n in names[:2]:
+        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    text = "\n".join(rs.schedule_block(tmp_path))
+    assert "(2) OCA, cls from OCA mask grouped seed 0: not run yet" in text
+    assert "(1) no OCA, cls from mask grouped seed 1: not run yet" in text
+    assert "(1) no OCA, cls from mask image seed 0: not run yet" in text
+    assert "Table 6 on the" not in text  # variant (2) missing: nothing to test yet
+    shutil.copytree(src / names[2], dst / names[2], ignore=shutil.ignore_patterns("model.pt"))
+    text = "\n".join(rs.schedule_block(tmp_path))
+    assert f"**Table 6 on the `{rs.LONGER_PROFILE}` runs, paired tests**" in text
+    rows = [line for line in text.splitlines() if line.startswith("| grouped") and "MTL-OCA vs (" in line]
+    assert len(rows) == 4  # two variants x (Wilcoxon, McNemar)

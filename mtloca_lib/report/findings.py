@@ -202,13 +202,14 @@ def _seed_sentences(base: Path) -> list[str]:
     return out
 
 
-def _ablation_sentence(root: Path, protocol: str) -> str | None:
+def _ablation_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFILES) -> str | None:
     """Table 6's question (does the OCA module help?) on MTL-OCA against variant (1), no OCA, when
-    both runs of one profile are complete; tested only when both converged."""
+    both runs of one profile (the first of ``profiles`` that has both) are complete; tested only
+    when both converged."""
     from mtloca_lib.engine.comparisons import paired_tests
     from mtloca_lib.engine.convergence import is_converged
 
-    for profile in PROFILES:
+    for profile in profiles:
         mtl, no_oca = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca"))
         if not (_complete(mtl) and _complete(no_oca)):
             continue
@@ -248,13 +249,18 @@ def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
 
 
 def _longer_sentences(root: Path) -> list[str]:
-    """The claim sentence again on the :data:`LONGER` runs, per protocol where both are complete."""
+    """The claim sentence again on the :data:`LONGER` runs, per protocol where both are complete,
+    then Table 6's question (MTL-OCA against variant (1)) on them where both are complete."""
     out = []
     for protocol in ("grouped", "image"):
         pair = [root / "runs" / "busi" / LONGER / protocol / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
         if all(_complete(rd) for rd in pair):
             text = _comparison_sentence(*pair, protocol)
             out.append(f"Trained 60 epochs instead of 40 (`{LONGER}`, nothing else changed), {text[0].lower()}{text[1:]}")
+    for protocol in ("grouped", "image"):
+        text = _ablation_sentence(root, protocol, (LONGER,))
+        if text:
+            out.append(f"Trained 60 epochs instead of 40, {text}")
     return out
 
 

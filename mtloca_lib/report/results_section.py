@@ -231,8 +231,14 @@ def _cls_source_caveat(profile: str) -> str:
     return " " + text if text else ""
 
 
-def ablation_tests_block(root: Path, profile: str) -> list[str]:
-    """Paired tests of Table 6, only between complete runs made on the same device."""
+def ablation_tests_block(root: Path, profile: str, title: str = "**Table 6, paired tests**") -> list[str]:
+    """Paired tests of Table 6, only between complete runs made on the same device.
+
+    Args:
+        root: repository root holding ``runs/busi/<profile>/``.
+        profile: the profile whose MTL-OCA and variant (1) and (2) runs are paired.
+        title: the bold lead of the paragraph above the table.
+    """
     from mtloca_lib.engine.comparisons import paired_tests
 
     runs = {}
@@ -251,7 +257,7 @@ def ablation_tests_block(root: Path, profile: str) -> list[str]:
         return []
     t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2]])
     shown = _tests_frame(t, devices=[_device(runs[p]["mtl_oca"]) for p in t["protocol"]])
-    return ["**Table 6, paired tests** (only between runs made on the same device, so that the "
+    return [f"{title} (only between runs made on the same device, so that the "
             "device's different random draws do not pass for a model effect; Holm over these tests):",
             "", _md(shown), ""]
 
@@ -346,9 +352,11 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
 def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_PROFILE) -> list[str]:
     """The compared models trained with ``short`` and with ``long`` (the same recipe, more epochs).
 
-    One row per (protocol, model, seed) that has a complete ``long`` run, beside the ``short`` run
-    of the same configuration, with each run's convergence rise; then the paired tests of the
-    paper's comparisons between ``long`` runs. Empty until a ``long`` run is complete; the runs
+    One row per (protocol, model, seed) that has a complete ``long`` run (the compared models and
+    the ablation variants (1) and (2) at seed 0 under both protocols, seeds 1-2 of
+    :data:`SEED_MODELS` under the grouped one), beside the ``short`` run of the same configuration,
+    with each run's convergence rise; then the paired tests of the paper's comparisons, and of
+    Table 6 once both variants of a protocol are complete, between ``long`` runs. Empty until a ``long`` run is complete; the runs
     still missing are named.
     """
     from mtloca_lib.engine.comparisons import paired_tests
@@ -356,8 +364,8 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
 
     base = root / "runs" / "busi"
     rows, missing, tests_runs = [], [], {}
-    configs = [(p, m, 0) for p in ("grouped", "image") for m in COMPARISON_MODELS]
-    configs += [("grouped", m, s) for m in ("mtl_oca", "unet_st") for s in (1, 2)]
+    configs = [(p, m, 0) for p in ("grouped", "image") for m in COMPARISON_MODELS + ABLATION_MODELS[:2]]
+    configs += [("grouped", m, s) for m in SEED_MODELS for s in (1, 2)]
     for protocol, model, seed in configs:
         name = f"{model}-seed{seed}"
         rd_long, rd_short = base / long / protocol / name, base / short / protocol / name
@@ -391,6 +399,7 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
     if len(t):
         out += [f"**Paired tests between `{long}` runs** (seed 0, Wilcoxon on per-image Dice, McNemar on "
                 f"per-image correctness; Holm over these {len(t)} tests):", "", _md(_tests_frame(t)), ""]
+    out += ablation_tests_block(root, long, title=f"**Table 6 on the `{long}` runs, paired tests**")
     if missing:
         out += [f"Not complete yet with `{long}`: {'; '.join(missing)}.", ""]
     return out
