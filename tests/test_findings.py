@@ -180,3 +180,18 @@ def test_findings_ask_table6_on_the_longer_schedule(tmp_path):
     b = pd.read_csv(src / names[1] / "fold_metrics.csv")["dice"].mean()
     assert text.startswith("Trained 60 epochs instead of 40, Table 6 (grouped (leakage-free), `cpu_light60`)")
     assert f"{a - b:+.3f} Dice" in text
+
+
+def test_still_missing_counts_the_longer_runs(tmp_path):
+    """The 'still missing' sentence says how many of the runs a profile of record needs the longer
+    profile has, and says nothing of it before its first run is complete."""
+    from mtloca_lib.report.results_section import schedule_configs
+
+    assert findings._longer_progress(tmp_path) == ""
+    src = REPO / "runs" / "busi" / findings.LONGER / "grouped" / "mtl_oca-seed0"
+    if not (src / "fold_metrics.csv").exists():
+        pytest.skip("committed cpu_light60 runs not present")
+    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped" / "mtl_oca-seed0"
+    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.pt"))
+    assert f"1 of the {len(schedule_configs())} runs are complete" in findings._longer_progress(tmp_path)
+    assert len(schedule_configs()) == 16

@@ -132,9 +132,25 @@ def sentences(used: dict) -> list[str]:
         missing += [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in ABLATION_MODELS[:2] if (m, p) not in variants]
     out.append("Still missing with a current profile: " + (", ".join(missing) if missing else
                                                           "no configuration (each has a complete seed-0 run)")
-               + _unfinished(root, {**used, **variants}) + "; the undertrained first runs (`cpu20`) are kept "
+               + _unfinished(root, {**used, **variants}) + _longer_progress(root)
+               + "; the undertrained first runs (`cpu20`) are kept "
                "in the results further down for contrast.")
     return out
+
+
+def _longer_progress(root: Path | None) -> str:
+    """How many of the runs a profile of record needs (``results_section.schedule_configs``) the
+    :data:`LONGER` profile has complete."""
+    from mtloca_lib.report.results_section import schedule_configs
+
+    if root is None:
+        return ""
+    configs = schedule_configs()
+    done = sum(_complete(root / "runs" / "busi" / LONGER / p / f"{m}-seed{s}") for p, m, s in configs)
+    if done == 0:
+        return ""
+    return (f"; trained 60 epochs (`{LONGER}`), {done} of the {len(configs)} runs are complete "
+            "(those still to run are listed under its table in the results)")
 
 
 def _variant_runs(root: Path) -> dict:

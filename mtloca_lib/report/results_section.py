@@ -349,6 +349,14 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
             _md(shown), "", text, ""]
 
 
+def schedule_configs() -> list[tuple[str, str, int]]:
+    """Every run a profile of record needs, as ``(protocol, model, seed)``: the compared models and
+    the ablation variants (1) and (2) at seed 0 under both protocols, and seeds 1-2 of
+    :data:`SEED_MODELS` under the grouped protocol (issue 14's items 1-4)."""
+    configs = [(p, m, 0) for p in ("grouped", "image") for m in COMPARISON_MODELS + ABLATION_MODELS[:2]]
+    return configs + [("grouped", m, s) for m in SEED_MODELS for s in (1, 2)]
+
+
 def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_PROFILE) -> list[str]:
     """The compared models trained with ``short`` and with ``long`` (the same recipe, more epochs).
 
@@ -364,9 +372,7 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
 
     base = root / "runs" / "busi"
     rows, missing, tests_runs = [], [], {}
-    configs = [(p, m, 0) for p in ("grouped", "image") for m in COMPARISON_MODELS + ABLATION_MODELS[:2]]
-    configs += [("grouped", m, s) for m in SEED_MODELS for s in (1, 2)]
-    for protocol, model, seed in configs:
+    for protocol, model, seed in schedule_configs():
         name = f"{model}-seed{seed}"
         rd_long, rd_short = base / long / protocol / name, base / short / protocol / name
         if not _complete(rd_long):
