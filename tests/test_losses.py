@@ -16,6 +16,7 @@ MODELS = {
     "oca_cls_from_mask": {"arch": "mtl_oca", "variant": "oca_cls_from_mask"},
     "unet_st": {"arch": "unet_st"},
     "mt_dunet": {"arch": "mt_dunet"},
+    "no_oca_same_cls_bneck": {"arch": "mtl_oca", "variant": "no_oca_same_cls", "cls_source": "bottleneck"},
 }
 
 
@@ -159,6 +160,11 @@ ROUTES = {
                            "backbone."], ["cls_head."]),
     ("no_oca", "cls"): (["mask_head.", "backbone.", "cls_head."], []),
     ("no_oca", "seg"): (["mask_head.", "backbone."], ["cls_head."]),
+    # the no-OCA twin of the proposed model with a bottleneck classifier: the classification loss
+    # reaches the encoder but neither the decoder nor the mask head, as in the proposed model
+    ("no_oca_same_cls_bneck", "cls"): (["backbone.encoder.", "backbone.bottleneck.", "cls_head."],
+                                       ["backbone.decoder.", "mask_head."]),
+    ("no_oca_same_cls_bneck", "seg"): (["mask_head.", "backbone."], ["cls_head."]),
     ("oca_cls_from_mask", "cls"): (["oca.seg_conv.", "oca.attention.", "oca.region_head.",
                                     "backbone.", "cls_head."], []),
     ("oca_cls_from_mask", "seg_soft"): (["oca.region_head."], ["oca.seg_conv.", "cls_head."]),

@@ -33,7 +33,7 @@ ALL = [{"arch": "mtl_oca", "variant": v} for v in MTLOCA_VARIANTS] + \
 IDS = [d.get("variant", d["arch"]) for d in ALL]
 
 
-EXPECTED_KEYS = {"proposed": {"seg", "seg_soft", "cls"}, "no_oca": {"seg", "cls"},
+EXPECTED_KEYS = {"proposed": {"seg", "seg_soft", "cls"}, "no_oca": {"seg", "cls"}, "no_oca_same_cls": {"seg", "cls"},
                  "oca_cls_from_mask": {"seg", "seg_soft", "cls"}, "unet_st": {"seg", "cls"},
                  "mt_dunet": {"seg", "cls"}}
 
@@ -139,9 +139,9 @@ def test_bad_configs_raise_clear_errors(bad, match):
         build_model(bad)
 
 
-def test_the_table_covers_the_five_models():
+def test_the_table_covers_the_five_models_and_the_no_oca_twin():
     labels = sorted(ModelConfig.from_dict(cfg).label for cfg in TABLE_CONFIGS.values())
-    assert labels == ["mt_dunet", "mtl_oca/no_oca", "mtl_oca/oca_cls_from_mask",
+    assert labels == ["mt_dunet", "mtl_oca/no_oca", "mtl_oca/no_oca_same_cls", "mtl_oca/oca_cls_from_mask",
                       "mtl_oca/proposed", "unet_st"]
 
 
@@ -168,7 +168,7 @@ def test_gradcam_layer_is_the_classification_input(spec):
 
 def test_gradcam_layer_names():
     names = {d.get("variant", d["arch"]): build_model({**d, **SMALL}).gradcam_layer for d in ALL}
-    assert names == {"proposed": "backbone.decoder.2", "no_oca": "mask_head",
+    assert names == {"proposed": "backbone.decoder.2", "no_oca": "mask_head", "no_oca_same_cls": "backbone.decoder.2",
                      "oca_cls_from_mask": "oca.seg_conv", "unet_st": "cls_head.input",
                      "mt_dunet": "backbone.bottleneck"}
 
@@ -221,3 +221,24 @@ def test_docs_table_is_current():
     from mtloca_lib.engine.flops import README_PATH
 
     assert to_markdown(model_table(size=128)) in README_PATH.read_text(), "README's model table is stale"
+
+
+def test_no_oca_twin_differs_from_the_proposed_model_only_by_the_oca_module():
+    """``no_oca_same_cls``: the proposed model's backbone and classifier (same source, same
+    parameter shapes), a 1x1 mask head in place of OCA; the profile's classifier source applies
+    to both (``make_config``), and the paper's variant (1) still refuses a feature source."""
+    from mtloca_lib.engine.config import make_config
+
+    for source in ("decoder", "bottleneck"):
+        spec = {"arch": "mtl_oca", **SMALL, "cls_source": source}
+        proposed = build_model({**spec, "variant": "proposed"})
+        twin = build_model({**spec, "variant": "no_oca_same_cls"})
+        shapes = lambda m, skip: {n: p.shape for n, p in m.named_parameters() if not n.startswith(skip)}
+        assert shapes(proposed, "oca.") == shapes(twin, "mask_head.")
+        assert twin.gradcam_layer == proposed.gradcam_layer
+        assert not any(n.startswith("oca.") for n, _ in twin.named_parameters())
+    cfg = make_config("ablation_no_oca_same_cls", "cpu_light")
+    assert cfg.model["cls_source"] == make_config("mtl_oca", "cpu_light").model["cls_source"] == "bottleneck"
+    assert make_config("ablation_no_oca", "cpu_light").model.get("cls_source", "decoder") == "decoder"
+    with pytest.raises(ValueError, match="cls_source"):
+        build_model({"arch": "mtl_oca", "variant": "no_oca", "cls_source": "bottleneck"})

@@ -36,14 +36,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-#: Model presets by short name: the five configurations of the paper's tables.
+#: Model presets by short name: the five configurations of the paper's tables, and
+#: ``ablation_no_oca_same_cls`` (ours): no OCA, the classifier reading what the proposed
+#: model's reads under the profile (its ``proposed_overrides`` apply to both), so that only the
+#: OCA module differs from MTL-OCA.
 MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "mtl_oca": {"arch": "mtl_oca", "variant": "proposed"},
     "ablation_no_oca": {"arch": "mtl_oca", "variant": "no_oca"},
     "ablation_oca_cls_from_mask": {"arch": "mtl_oca", "variant": "oca_cls_from_mask"},
     "unet_st": {"arch": "unet_st"},
     "mt_dunet": {"arch": "mt_dunet"},
+    "ablation_no_oca_same_cls": {"arch": "mtl_oca", "variant": "no_oca_same_cls"},
 }
+#: The paper's five configurations (``mtloca matrix``'s default models).
+PAPER_MODELS = ("mtl_oca", "ablation_no_oca", "ablation_oca_cls_from_mask", "unet_st", "mt_dunet")
+#: Model variants that take the profile's ``proposed_overrides`` (the classifier's source).
+SAME_CLS_VARIANTS = (None, "proposed", "no_oca_same_cls")
 
 
 @dataclass
@@ -359,8 +367,8 @@ def make_config(
         name = str(model_dict.get("arch", "model"))
     prof = copy.deepcopy(PROFILES[profile])
     model_dict.update(prof.pop("model_overrides", {}))
-    proposed = prof.pop("proposed_overrides", {})  # for MTL-OCA's proposed variant only
-    if model_dict.get("arch") == "mtl_oca" and model_dict.get("variant") in (None, "proposed"):
+    proposed = prof.pop("proposed_overrides", {})  # for MTL-OCA's proposed variant and its no-OCA twin
+    if model_dict.get("arch") == "mtl_oca" and model_dict.get("variant") in SAME_CLS_VARIANTS:
         model_dict.update(proposed)
     cfg = RunConfig(name=name, model=model_dict, **prof).to_dict()
     cfg.setdefault("dataset_kwargs", {})

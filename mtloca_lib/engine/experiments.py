@@ -30,6 +30,7 @@ DISPLAY = {
     "mtl_oca": "MTL-OCA",
     "ablation_no_oca": "(1) no OCA, cls from mask",
     "ablation_oca_cls_from_mask": "(2) OCA, cls from OCA mask",
+    "ablation_no_oca_same_cls": "(1b) no OCA, cls as MTL-OCA",
 }
 #: One colour per model in every figure (title text of its panels, its curves): matplotlib's
 #: tab10 colours, MTL-OCA in the first.
@@ -39,6 +40,7 @@ MODEL_COLORS = {
     "mt_dunet": "#2ca02c",
     "ablation_no_oca": "#9467bd",
     "ablation_oca_cls_from_mask": "#8c564b",
+    "ablation_no_oca_same_cls": "#e377c2",
 }
 
 

@@ -20,7 +20,7 @@ from torch import nn
 
 from mtloca_lib.models.blocks import POOL_MODES
 from mtloca_lib.models.mt_dunet import MTDUNet
-from mtloca_lib.models.mtl_oca import MTLOCA_VARIANTS, MTLOCA
+from mtloca_lib.models.mtl_oca import FEATURE_CLS_VARIANTS, MTLOCA_VARIANTS, MTLOCA
 from mtloca_lib.models.unet import UNetST
 from mtloca_lib.models.weight_init import INIT_SCHEMES, initialise
 
@@ -36,7 +36,8 @@ class ModelConfig:
         arch: "mtl_oca" (:class:`MTLOCA`), "unet_st" (:class:`UNetST`) or
             "mt_dunet" (:class:`MTDUNet`).
         variant: mtl_oca only: "proposed" (default), "no_oca" or
-            "oca_cls_from_mask" (the paper's Table 6 configurations 3, 1, 2).
+            "oca_cls_from_mask" (the paper's Table 6 configurations 3, 1, 2), or
+            "no_oca_same_cls" (no OCA, classifier as the proposed model's; ours).
             Must stay None for the other archs.
         n_classes: classification outputs (3 for BUSI and the phantom, 2 for UDIAT).
         in_channels: 2 (image + Gaussian-derivative magnitude) or 1 (image only).
@@ -51,8 +52,8 @@ class ModelConfig:
             "avg", "max" or "avgmax" (both, concatenated).
         cls_hidden: hidden width of the two-layer classification MLP.
         dropout: dropout in the classification MLP.
-        cls_source: mtl_oca proposed variant only: "decoder" (default) or
-            "bottleneck", the backbone features the classifier reads.
+        cls_source: mtl_oca "proposed" and "no_oca_same_cls" variants only: "decoder"
+            (default) or "bottleneck", the backbone features the classifier reads.
         key_channels: mtl_oca with OCA only: d of the pixel-region relation
             (None: widths[0]).
         dense_layers: mt_dunet only: layers per dense block.
@@ -113,9 +114,9 @@ class ModelConfig:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.n_classes < 2:
             raise ValueError(f"n_classes must be >= 2, got {self.n_classes}")
-        if self.cls_source != "decoder" and self.resolved_variant != "proposed":
-            raise ValueError(f"cls_source={self.cls_source!r} only applies to arch='mtl_oca' with the "
-                             f"proposed variant (got {self.label})")
+        if self.cls_source != "decoder" and self.resolved_variant not in FEATURE_CLS_VARIANTS:
+            raise ValueError(f"cls_source={self.cls_source!r} only applies to arch='mtl_oca' with a "
+                             f"variant in {FEATURE_CLS_VARIANTS} (got {self.label})")
         if self.cls_pool not in POOL_MODES:
             raise ValueError(f"unknown cls_pool {self.cls_pool!r}; choose one of {POOL_MODES}")
         if self.init not in INIT_SCHEMES:

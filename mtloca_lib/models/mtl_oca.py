@@ -10,6 +10,11 @@ Variants (``variant``):
   final mask, and the classifier reads that mask's logits.
 - ``"oca_cls_from_mask"`` (configuration 2): OCA as in the proposed model, but the
   classifier reads the OCA-enhanced mask logits.
+- ``"no_oca_same_cls"`` (not in the paper): no OCA, the 1x1 conv on X is the final mask
+  as in configuration 1, but the classifier reads what the proposed model's reads
+  (``cls_source``). Against the proposed model only the OCA module differs, so it asks
+  Table 6's question (does OCA help?) without moving where the classification loss
+  enters the network.
 
 May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
 """
@@ -25,7 +30,9 @@ from mtloca_lib.models.oca import ObjectContextualAttention
 from mtloca_lib.models.resunet import ResUNet, aux_outputs
 
 #: Allowed values of ``MTLOCA(variant=...)``.
-MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask")
+MTLOCA_VARIANTS = ("proposed", "no_oca", "oca_cls_from_mask", "no_oca_same_cls")
+#: Variants whose classifier reads backbone features (``cls_source``), not a mask.
+FEATURE_CLS_VARIANTS = ("proposed", "no_oca_same_cls")
 #: Which backbone features the proposed variant's classifier reads (``cls_source``).
 CLS_SOURCES = ("decoder", "bottleneck")
 
@@ -42,7 +49,7 @@ class MTLOCA(nn.Module):
         key_channels: d of the OCA relation (default: ``widths[0]``).
         cls_pool, cls_hidden, dropout: classification head (see
             :class:`ClassificationHead`).
-        cls_source: proposed variant only: the backbone features the classifier reads:
+        cls_source: variants in :data:`FEATURE_CLS_VARIANTS` only: the backbone features the classifier reads:
             "decoder" (the full-resolution output X of the Res-UNet, default) or
             "bottleneck" (the deepest encoder features, ``bottleneck_width`` channels at
             H/8). The paper says "the backbone feature maps"; both are.
@@ -67,8 +74,8 @@ class MTLOCA(nn.Module):
             raise ValueError(f"unknown MTL-OCA variant {variant!r}; choose one of {MTLOCA_VARIANTS}")
         if cls_source not in CLS_SOURCES:
             raise ValueError(f"unknown cls_source {cls_source!r}; choose one of {CLS_SOURCES}")
-        if cls_source != "decoder" and variant != "proposed":
-            raise ValueError(f"cls_source={cls_source!r} only applies to the proposed variant "
+        if cls_source != "decoder" and variant not in FEATURE_CLS_VARIANTS:
+            raise ValueError(f"cls_source={cls_source!r} only applies to the variants {FEATURE_CLS_VARIANTS} "
                              f"(variant {variant!r} classifies from a mask)")
         self.variant = variant
         self.cls_source = cls_source
@@ -76,17 +83,18 @@ class MTLOCA(nn.Module):
         channels = self.backbone.out_channels
         last_decoder = f"backbone.decoder.{len(self.backbone.decoder) - 1}"
 
-        if variant == "no_oca":
+        if variant in ("no_oca", "no_oca_same_cls"):
             self.mask_head = nn.Conv2d(channels, 2, 1)
-            cls_in, self.gradcam_layer = 2, "mask_head"
         else:
             self.oca = ObjectContextualAttention(channels, key_channels, 2, 2, gn_groups)
-            if variant == "oca_cls_from_mask":
-                cls_in, self.gradcam_layer = 2, "oca.seg_conv"
-            elif cls_source == "bottleneck":
-                cls_in, self.gradcam_layer = self.backbone.bottleneck_width, "backbone.bottleneck"
-            else:
-                cls_in, self.gradcam_layer = channels, last_decoder
+        if variant == "no_oca":
+            cls_in, self.gradcam_layer = 2, "mask_head"
+        elif variant == "oca_cls_from_mask":
+            cls_in, self.gradcam_layer = 2, "oca.seg_conv"
+        elif cls_source == "bottleneck":
+            cls_in, self.gradcam_layer = self.backbone.bottleneck_width, "backbone.bottleneck"
+        else:
+            cls_in, self.gradcam_layer = channels, last_decoder
         self.cls_head = ClassificationHead(cls_in, n_classes, cls_hidden, cls_pool, dropout)
 
     def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -95,6 +103,9 @@ class MTLOCA(nn.Module):
         if self.variant == "no_oca":
             seg = self.mask_head(features)
             return {"seg": seg, "cls": self.cls_head(seg), **aux_outputs(aux)}
+        if self.variant == "no_oca_same_cls":
+            cls_input = bottom if self.cls_source == "bottleneck" else features
+            return {"seg": self.mask_head(features), "cls": self.cls_head(cls_input), **aux_outputs(aux)}
         seg_soft, seg = self.oca(features)
         if self.variant == "oca_cls_from_mask":
             cls_input = seg
