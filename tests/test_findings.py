@@ -195,3 +195,21 @@ def test_still_missing_counts_the_longer_runs(tmp_path):
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.pt"))
     assert f"1 of the {len(schedule_configs())} runs are complete" in findings._longer_progress(tmp_path)
     assert len(schedule_configs()) == 16
+
+
+def test_findings_ask_whether_oca_alone_helps(tmp_path):
+    """Once MTL-OCA and (1b) (no OCA, classifier unchanged) are complete in one profile, a sentence
+    states their difference with its test (a committed variant (1) run stands in for (1b))."""
+    src = REPO / "runs" / "busi" / "cpu_light" / "grouped"
+    if not all((src / n / "fold_metrics.csv").exists() for n in ("mtl_oca-seed0", "ablation_no_oca-seed0")):
+        pytest.skip("committed cpu_light runs not present")
+    dst = tmp_path / "runs" / "busi" / "cpu_light" / "grouped"
+    shutil.copytree(src / "mtl_oca-seed0", dst / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
+    assert findings._twin_sentence(tmp_path, "grouped") is None
+    shutil.copytree(src / "ablation_no_oca-seed0", dst / "ablation_no_oca_same_cls-seed0",
+                    ignore=shutil.ignore_patterns("model.pt"))
+    text = findings._twin_sentence(tmp_path, "grouped")
+    a = pd.read_csv(src / "mtl_oca-seed0" / "fold_metrics.csv")["dice"].mean()
+    b = pd.read_csv(src / "ablation_no_oca-seed0" / "fold_metrics.csv")["dice"].mean()
+    assert text.startswith("Table 6 (grouped (leakage-free), `cpu_light`), the OCA module alone")
+    assert f"{a - b:+.3f} Dice" in text and ": OCA helps segmentation" in text  # +0.2 Dice, p ~ 1e-48

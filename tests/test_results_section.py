@@ -178,3 +178,31 @@ def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
     assert f"**Table 6 on the `{rs.LONGER_PROFILE}` runs, paired tests**" in text
     rows = [line for line in text.splitlines() if line.startswith("| grouped") and "MTL-OCA vs (" in line]
     assert len(rows) == 4  # two variants x (Wilcoxon, McNemar)
+
+
+def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):
+    """(1b) gets a Table 6 row, a caption sentence and paired tests against MTL-OCA once its run
+    exists; without it Table 6 is the paper's (a committed variant (1) run stands in for (1b))."""
+    import shutil
+
+    src = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
+    names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip("committed cpu_light runs not present")
+    dst = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
+    for n in names:
+        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    before = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    assert "(1b)" not in before
+    twin = dst / "ablation_no_oca_same_cls-seed0"
+    shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt", "fold_metrics.csv"))
+    shutil.rmtree(twin / "fold4")
+    partial = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    assert "| (1b) no OCA, cls as MTL-OCA" in partial and "4 of 5 folds" in partial
+    assert "MTL-OCA vs (1b)" not in partial
+    shutil.rmtree(twin)
+    shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt"))
+    text = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    assert "(1b), ours, not in the paper" in text
+    tests = [line for line in text.splitlines() if "MTL-OCA vs (1b) no OCA, cls as MTL-OCA" in line]
+    assert len(tests) == 2  # Wilcoxon and McNemar

@@ -59,6 +59,9 @@ def model_color(name: str, default: str | None = None) -> str | None:
 COMPARISON_MODELS = ("unet_st", "mt_dunet", "mtl_oca")
 #: Table 6: the ablation's three configurations, the proposed model last.
 ABLATION_MODELS = ("ablation_no_oca", "ablation_oca_cls_from_mask", "mtl_oca")
+#: Our extra Table 6 configuration (MTL-OCA without OCA, classifier as MTL-OCA's: only the OCA
+#: module differs), shown beside the paper's where its run exists.
+EXTRA_ABLATION_MODELS = ("ablation_no_oca_same_cls",)
 ALL_MODELS = ("unet_st", "mt_dunet", "mtl_oca", "ablation_no_oca", "ablation_oca_cls_from_mask")
 
 

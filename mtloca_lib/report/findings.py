@@ -121,9 +121,9 @@ def sentences(used: dict) -> list[str]:
             out.append("The leakage-free protocol changes each number by (grouped minus image-level, same profile, "
                        "means over folds): " + "; ".join(deltas) + ".")
         for protocol in ("grouped", "image"):
-            sentence = _ablation_sentence(root, protocol)
-            if sentence:
-                out.append(sentence)
+            for sentence in (_ablation_sentence(root, protocol), _twin_sentence(root, protocol)):
+                if sentence:
+                    out.append(sentence)
     if mtl is not None:
         out += _seed_sentences(Path(mtl).parent)
     missing = [f"{DISPLAY[m]} ({p})" for p in PROTOCOLS for m in COMPARISON_MODELS if (m, p) not in used]
@@ -243,6 +243,34 @@ def _ablation_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PR
     return None
 
 
+def _twin_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFILES) -> str | None:
+    """Does the OCA module help, with nothing else changed? MTL-OCA against our variant (1b)
+    (``ablation_no_oca_same_cls``: no OCA, classifier as MTL-OCA's) on the first of ``profiles``
+    where both seed-0 runs are complete; tested only when both converged."""
+    from mtloca_lib.engine.comparisons import paired_tests
+    from mtloca_lib.engine.convergence import is_converged
+
+    for profile in profiles:
+        mtl, twin = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0"
+                     for m in ("mtl_oca", "ablation_no_oca_same_cls"))
+        if not (_complete(mtl) and _complete(twin)):
+            continue
+        a, b = _means(mtl), _means(twin)
+        text = (f"Table 6 ({PROTOCOLS[protocol]}, `{profile}`), the OCA module alone: MTL-OCA against (1b), the same "
+                f"network without OCA (classifier unchanged), differs by {a['dice'] - b['dice']:+.3f} Dice, "
+                f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} accuracy")
+        if not (is_converged(mtl) and is_converged(twin)):
+            return text + "; not tested: " + " and ".join(
+                n for n, rd in (("MTL-OCA", mtl), ("(1b)", twin)) if not is_converged(rd)) + " did not converge."
+        t = paired_tests({protocol: {"mtl_oca": mtl, "twin": twin}}, [("mtl_oca", "twin")])
+        dice = t[t["test"] == "wilcoxon"].iloc[0]
+        verdict = ("OCA helps segmentation" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
+                   "OCA hurts segmentation" if dice["mean_difference"] < 0 and dice["p_value"] < 0.05 else
+                   "no significant difference")
+        return text + f": {verdict} on these runs (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)."
+    return None
+
+
 def _cls_source_clause(profile: str) -> str:
     """", but ..." where ``profile``'s MTL-OCA classifies from the bottleneck and variant (1) does
     not (Table 6's caption has the long form, ``report.ablation.classifier_source_caveat``)."""
@@ -274,9 +302,9 @@ def _longer_sentences(root: Path) -> list[str]:
             text = _comparison_sentence(*pair, protocol)
             out.append(f"Trained 60 epochs instead of 40 (`{LONGER}`, nothing else changed), {text[0].lower()}{text[1:]}")
     for protocol in ("grouped", "image"):
-        text = _ablation_sentence(root, protocol, (LONGER,))
-        if text:
-            out.append(f"Trained 60 epochs instead of 40, {text}")
+        for text in (_ablation_sentence(root, protocol, (LONGER,)), _twin_sentence(root, protocol, (LONGER,))):
+            if text:
+                out.append(f"Trained 60 epochs instead of 40, {text}")
     return out
 
 

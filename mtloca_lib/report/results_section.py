@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
+from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS
 from mtloca_lib.engine.experiments import run_complete as _complete
 from mtloca_lib.engine.experiments import run_status as _status
 
@@ -207,6 +207,13 @@ def ablation_block(root: Path, profile: str) -> list[str]:
             if not found:
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                              "source": "not complete yet" if legacy else _status(rd)})
+        for model in EXTRA_ABLATION_MODELS:  # ours, shown once its run exists
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            if not legacy and rd.is_dir():
+                rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
+                             **(_row(pd.read_csv(rd / "fold_metrics.csv")) if _complete(rd) else {}),
+                             **({"machine, time": _machine(rd)} if _complete(rd) else {}),
+                             "source": _converged(rd) if _complete(rd) else _status(rd)})
         cpu_rd = root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0"
         if legacy and _complete(cpu_rd):
             rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY["mtl_oca"] + " (CPU run)",
@@ -219,8 +226,16 @@ def ablation_block(root: Path, profile: str) -> list[str]:
         f"**Table 6 (ablation), the `{profile}` profile: mean ± std over folds, seed 0.**"
     out = [title + " (1) no OCA, classification from "
            "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
-           "model." + _cls_source_caveat(profile), "", _md(table), ""]
+           "model." + _cls_source_caveat(profile) + _extra_caption(rows), "", _md(table), ""]
     return out + ablation_tests_block(root, profile)
+
+
+def _extra_caption(rows: list[dict]) -> str:
+    """A sentence on our extra Table 6 configuration, when the table has its row."""
+    if not any(r.get("configuration") == DISPLAY[m] for r in rows for m in EXTRA_ABLATION_MODELS):
+        return ""
+    return (" (1b), ours, not in the paper: no OCA, the classifier reading what MTL-OCA's reads, so "
+            "against MTL-OCA only the OCA module differs (`docs/models.md`).")
 
 
 def _cls_source_caveat(profile: str) -> str:
@@ -252,10 +267,13 @@ def ablation_tests_block(root: Path, profile: str, title: str = "**Table 6, pair
             candidates.append(root / "runs" / "busi" / "cpu20_on_cpu" / protocol / "mtl_oca-seed0")
         same = [rd for rd in candidates if _complete(rd) and {_device(rd)} == devices]
         if len(devices) == 1 and same:
-            runs[protocol] = {"mtl_oca": same[0], **variants}
+            extra = {m: rd for m in EXTRA_ABLATION_MODELS
+                     if _complete(rd := root / "runs" / "busi" / profile / protocol / f"{m}-seed0")
+                     and _device(rd) in devices}
+            runs[protocol] = {"mtl_oca": same[0], **variants, **extra}
     if not runs:
         return []
-    t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2]])
+    t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2] + EXTRA_ABLATION_MODELS])
     shown = _tests_frame(t, devices=[_device(runs[p]["mtl_oca"]) for p in t["protocol"]])
     return [f"{title} (only between runs made on the same device, so that the "
             "device's different random draws do not pass for a model effect; Holm over these tests):",
