@@ -56,11 +56,12 @@ def test_model_colours_are_one_per_model_and_used_in_figures():
     matplotlib.use("Agg")
     import matplotlib.colors as mcolors
 
-    from mtloca_lib.engine.experiments import ALL_MODELS, DISPLAY, MODEL_COLORS, model_color
+    from mtloca_lib.engine.experiments import ALL_MODELS, DISPLAY, EXTRA_ABLATION_MODELS, MODEL_COLORS, model_color
     from mtloca_lib.report.segmentation import figure4
 
-    assert set(MODEL_COLORS) == set(ALL_MODELS) and len(set(MODEL_COLORS.values())) == len(ALL_MODELS)
-    for preset in ALL_MODELS:
+    presets = ALL_MODELS + EXTRA_ABLATION_MODELS
+    assert set(MODEL_COLORS) == set(presets) == set(DISPLAY) and len(set(MODEL_COLORS.values())) == len(presets)
+    for preset in presets:
         assert model_color(preset) == model_color(DISPLAY[preset]) == MODEL_COLORS[preset]
     assert model_color("ground truth") is None and model_color("image", "black") == "black"
     img = np.zeros((1, 8, 8), np.float32)
