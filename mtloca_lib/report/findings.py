@@ -218,57 +218,55 @@ def _seed_sentences(base: Path) -> list[str]:
     return out
 
 
-def _ablation_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFILES) -> str | None:
-    """Table 6's question (does the OCA module help?) on MTL-OCA against variant (1), no OCA, when
-    both runs of one profile (the first of ``profiles`` that has both) are complete; tested only
-    when both converged."""
+def _versus_mtl_oca(root: Path, protocol: str, profiles: tuple[str, ...], model: str, lead: str, name: str):
+    """MTL-OCA against ``model`` (seed 0, ``protocol``) on the first of ``profiles`` where both runs
+    are complete: ``(profile, text, dice)``, the text saying the mean differences after ``lead``,
+    ``dice`` the paired Wilcoxon row on Dice, or None (with "not tested" in the text, naming
+    ``name`` if it is the run that did not converge); None when no profile has both."""
     from mtloca_lib.engine.comparisons import paired_tests
     from mtloca_lib.engine.convergence import is_converged
 
     for profile in profiles:
-        mtl, no_oca = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca"))
-        if not (_complete(mtl) and _complete(no_oca)):
+        mtl, other = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", model))
+        if not (_complete(mtl) and _complete(other)):
             continue
-        a, b = _means(mtl), _means(no_oca)
-        text = (f"Table 6 ({PROTOCOLS[protocol]}, `{profile}`): MTL-OCA against variant (1) without OCA differs by "
-                f"{a['dice'] - b['dice']:+.3f} Dice, {a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and "
-                f"{a['accuracy'] - b['accuracy']:+.3f} accuracy")
-        if not (is_converged(mtl) and is_converged(no_oca)):
-            return text + "; not tested: " + " and ".join(
-                n for n, rd in (("MTL-OCA", mtl), ("variant (1)", no_oca)) if not is_converged(rd)) + " did not converge."
-        t = paired_tests({protocol: {"mtl_oca": mtl, "ablation_no_oca": no_oca}}, [("mtl_oca", "ablation_no_oca")])
-        dice = t[t["test"] == "wilcoxon"].iloc[0]
-        text += f" (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)"
-        return text + _cls_source_clause(profile) + "."
+        a, b = _means(mtl), _means(other)
+        text = (f"Table 6 ({PROTOCOLS[protocol]}, `{profile}`){lead} differs by {a['dice'] - b['dice']:+.3f} Dice, "
+                f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} accuracy")
+        if not (is_converged(mtl) and is_converged(other)):
+            return profile, text + "; not tested: " + " and ".join(
+                n for n, rd in (("MTL-OCA", mtl), (name, other)) if not is_converged(rd)) + " did not converge.", None
+        t = paired_tests({protocol: {"mtl_oca": mtl, model: other}}, [("mtl_oca", model)])
+        return profile, text, t[t["test"] == "wilcoxon"].iloc[0]
     return None
+
+
+def _ablation_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFILES) -> str | None:
+    """Table 6's question (does the OCA module help?) on MTL-OCA against variant (1), no OCA, when
+    both runs of one profile (the first of ``profiles`` that has both) are complete; tested only
+    when both converged."""
+    found = _versus_mtl_oca(root, protocol, profiles, "ablation_no_oca",
+                            ": MTL-OCA against variant (1) without OCA", "variant (1)")
+    if found is None or found[2] is None:  # no pair, or not tested
+        return found and found[1]
+    profile, text, dice = found
+    return text + f" (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)" + _cls_source_clause(profile) + "."
 
 
 def _twin_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFILES) -> str | None:
     """Does the OCA module help, with nothing else changed? MTL-OCA against our variant (1b)
     (``ablation_no_oca_same_cls``: no OCA, classifier as MTL-OCA's) on the first of ``profiles``
     where both seed-0 runs are complete; tested only when both converged."""
-    from mtloca_lib.engine.comparisons import paired_tests
-    from mtloca_lib.engine.convergence import is_converged
-
-    for profile in profiles:
-        mtl, twin = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0"
-                     for m in ("mtl_oca", "ablation_no_oca_same_cls"))
-        if not (_complete(mtl) and _complete(twin)):
-            continue
-        a, b = _means(mtl), _means(twin)
-        text = (f"Table 6 ({PROTOCOLS[protocol]}, `{profile}`), the OCA module alone: MTL-OCA against (1b), the same "
-                f"network without OCA (classifier unchanged), differs by {a['dice'] - b['dice']:+.3f} Dice, "
-                f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} accuracy")
-        if not (is_converged(mtl) and is_converged(twin)):
-            return text + "; not tested: " + " and ".join(
-                n for n, rd in (("MTL-OCA", mtl), ("(1b)", twin)) if not is_converged(rd)) + " did not converge."
-        t = paired_tests({protocol: {"mtl_oca": mtl, "twin": twin}}, [("mtl_oca", "twin")])
-        dice = t[t["test"] == "wilcoxon"].iloc[0]
-        verdict = ("OCA helps segmentation" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
-                   "OCA hurts segmentation" if dice["mean_difference"] < 0 and dice["p_value"] < 0.05 else
-                   "no significant difference")
-        return text + f": {verdict} on these runs (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)."
-    return None
+    found = _versus_mtl_oca(root, protocol, profiles, "ablation_no_oca_same_cls",
+                            ", the OCA module alone: MTL-OCA against (1b), the same network without OCA "
+                            "(classifier unchanged),", "(1b)")
+    if found is None or found[2] is None:  # no pair, or not tested
+        return found and found[1]
+    _, text, dice = found
+    verdict = ("OCA helps segmentation" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
+               "OCA hurts segmentation" if dice["mean_difference"] < 0 and dice["p_value"] < 0.05 else
+               "no significant difference")
+    return text + f": {verdict} on these runs (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)."
 
 
 def _cls_source_clause(profile: str) -> str:
