@@ -48,8 +48,6 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "mt_dunet": {"arch": "mt_dunet"},
     "ablation_no_oca_same_cls": {"arch": "mtl_oca", "variant": "no_oca_same_cls"},
 }
-#: The paper's five configurations (``mtloca matrix``'s default models).
-PAPER_MODELS = ("mtl_oca", "ablation_no_oca", "ablation_oca_cls_from_mask", "unet_st", "mt_dunet")
 #: Model variants that take the profile's ``proposed_overrides`` (the classifier's source).
 SAME_CLS_VARIANTS = (None, "proposed", "no_oca_same_cls")
 

@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor, as_completed
 from dataclasses import dataclass
 from pathlib import Path
 
-from mtloca_lib.engine.config import DEFAULT_PROFILE, MODEL_PRESETS, PAPER_MODELS, PROFILES, make_config
+from mtloca_lib.engine.config import DEFAULT_PROFILE, MODEL_PRESETS, PROFILES, make_config
+from mtloca_lib.engine.experiments import ALL_MODELS
 
 
 @dataclass(frozen=True)
@@ -170,7 +171,7 @@ def add_arguments(p) -> None:
     p.add_argument("--data", default=None, help="dataset root (recorded in each run's config)")
     p.add_argument("--prepared", type=Path, default=None,
                    help="prepared-data cache file to train from instead of the raw folder (see `mtloca train --prepared`)")
-    p.add_argument("--models", nargs="+", default=list(PAPER_MODELS), choices=sorted(MODEL_PRESETS))
+    p.add_argument("--models", nargs="+", default=list(ALL_MODELS), choices=sorted(MODEL_PRESETS))
     p.add_argument("--protocols", nargs="+", default=["image", "grouped"], choices=["image", "grouped"])
     p.add_argument("--seeds", nargs="+", type=int, default=[0])
     p.add_argument("--workers", type=int, default=1, help="training processes at a time (default: %(default)s)")
