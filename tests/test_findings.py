@@ -213,3 +213,8 @@ def test_findings_ask_whether_oca_alone_helps(tmp_path):
     b = pd.read_csv(src / "ablation_no_oca-seed0" / "fold_metrics.csv")["dice"].mean()
     assert text.startswith("Table 6 (grouped (leakage-free), `cpu_light`), the OCA module alone")
     assert f"{a - b:+.3f} Dice" in text and ": OCA helps segmentation" in text  # +0.2 Dice, p ~ 1e-48
+    assert "classifier's place" not in text  # variant (1) itself not there: no split of its gap
+    shutil.copytree(src / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
+    text = findings._twin_sentence(tmp_path, "grouped")
+    assert (f"of MTL-OCA's {a - b:+.3f} Dice over variant (1), +0.000 comes with the classifier's place"
+            f" ((1b) against (1), which differ in nothing else) and {a - b:+.3f} with the OCA module.") in text

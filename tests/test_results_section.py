@@ -178,6 +178,20 @@ def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
     assert f"**Table 6 on the `{rs.LONGER_PROFILE}` runs, paired tests**" in text
     rows = [line for line in text.splitlines() if line.startswith("| grouped") and "MTL-OCA vs (" in line]
     assert len(rows) == 4  # two variants x (Wilcoxon, McNemar)
+    assert "(1b)" not in text  # our extra variant: never listed as missing
+    twin = dst / "ablation_no_oca_same_cls-seed0"
+    shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt"))
+    image = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "image" / "mtl_oca-seed0"
+    if (image / "fold_metrics.csv").exists():  # an image-level row, which the twin's row must precede
+        shutil.copytree(image, dst.parent / "image" / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
+    lines = "\n".join(rs.schedule_block(tmp_path)).splitlines()
+    runs_table = lines[:next(i for i, line in enumerate(lines) if line.startswith("**Table 6 on the"))]
+    twin_row = next(line for line in runs_table if "(1b)" in line)
+    assert twin_row.startswith("| grouped") and "| yes" in twin_row  # a complete, converged stand-in
+    grouped_rows = [i for i, line in enumerate(runs_table) if line.startswith("| grouped")]
+    image_rows = [i for i, line in enumerate(runs_table) if line.startswith("| image")]
+    assert runs_table.index(twin_row) == grouped_rows[-1]  # the last grouped row ...
+    assert all(i > grouped_rows[-1] for i in image_rows)  # ... and the image-level rows after it
 
 
 def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):

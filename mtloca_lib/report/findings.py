@@ -262,11 +262,25 @@ def _twin_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFIL
                             "(classifier unchanged),", "(1b)")
     if found is None or found[2] is None:  # no pair, or not tested
         return found and found[1]
-    _, text, dice = found
+    profile, text, dice = found
     verdict = ("OCA helps segmentation" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
                "OCA hurts segmentation" if dice["mean_difference"] < 0 and dice["p_value"] < 0.05 else
                "no significant difference")
-    return text + f": {verdict} on these runs (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)."
+    text += f": {verdict} on these runs (paired Wilcoxon on Dice p = {dice['p_value']:.2g}; one seed)"
+    return text + _gap_split(root / "runs" / "busi" / profile / protocol) + "."
+
+
+def _gap_split(base: Path) -> str:
+    """How MTL-OCA's Dice gap over variant (1) splits, where MTL-OCA, (1b) and (1) are all complete
+    under ``base`` (one profile and protocol): (1b) differs from (1) only in where the classifier
+    reads, and from MTL-OCA only in the OCA module, so the two differences add up to the gap."""
+    runs = [base / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca_same_cls", "ablation_no_oca")]
+    if not all(_complete(rd) for rd in runs):
+        return ""
+    mtl, twin, v1 = (_means(rd)["dice"] for rd in runs)
+    return (f"; of MTL-OCA's {mtl - v1:+.3f} Dice over variant (1), {twin - v1:+.3f} comes with the "
+            f"classifier's place ((1b) against (1), which differ in nothing else) and {mtl - twin:+.3f} "
+            "with the OCA module")
 
 
 def _cls_source_clause(profile: str) -> str:

@@ -380,7 +380,8 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
 
     One row per (protocol, model, seed) that has a complete ``long`` run (the compared models and
     the ablation variants (1) and (2) at seed 0 under both protocols, seeds 1-2 of
-    :data:`SEED_MODELS` under the grouped one), beside the ``short`` run of the same configuration,
+    :data:`SEED_MODELS` under the grouped one; our extra variants, ``EXTRA_ABLATION_MODELS``, once
+    their run is complete, never counted as missing), beside the ``short`` run of the same configuration,
     with each run's convergence rise; then the paired tests of the paper's comparisons, and of
     Table 6 once both variants of a protocol are complete, between ``long`` runs. Empty until a ``long`` run is complete; the runs
     still missing are named.
@@ -390,11 +391,14 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
 
     base = root / "runs" / "busi"
     rows, missing, tests_runs = [], [], {}
-    for protocol, model, seed in schedule_configs():
+    needed = schedule_configs()
+    extra = [(p, m, 0) for p in ("grouped", "image") for m in EXTRA_ABLATION_MODELS]  # ours: shown once complete
+    for protocol, model, seed in needed + extra:
         name = f"{model}-seed{seed}"
         rd_long, rd_short = base / long / protocol / name, base / short / protocol / name
         if not _complete(rd_long):
-            missing.append(f"{DISPLAY[model]} {protocol} seed {seed}: {_status(rd_long)}")
+            if (protocol, model, seed) in needed:
+                missing.append(f"{DISPLAY[model]} {protocol} seed {seed}: {_status(rd_long)}")
             continue
         if seed == 0:
             tests_runs.setdefault(protocol, {})[model] = rd_long
@@ -414,6 +418,7 @@ def schedule_block(root: Path, short: str = CURRENT_PROFILE, long: str = LONGER_
         rows.append(row)
     if not rows:
         return []
+    rows.sort(key=lambda r: r["protocol"] != PROTOCOL_NAMES["grouped"])  # stable: grouped rows first
     out = [f"**A longer schedule: the `{long}` profile** (`{short}` trained longer, nothing else changed; "
            f"means over the 5 folds, Δ against the `{short}` run of the same configuration; `rise` is the "
            f"convergence rule's rise of the mean validation Dice over the last 20 % of epochs, `{short}` -> "
