@@ -6,7 +6,9 @@ numbers, from :func:`ablation_fold_table` per run. The paired tests are the engi
 (``paired_tests``, ``holm``) and the sentences those of ``report.reproduction_report``
 (``describe_test``), re-exported here. :func:`classifier_source_caveat` is the sentence that
 says when a profile's MTL-OCA and the variants classify from different features (the
-README's Table 6 caption uses it too).
+README's Table 6 caption uses it too). :func:`gap_split` and :func:`describe_gap_split` split
+MTL-OCA's Dice gap over variant (1) with our variant (1b) (no OCA, classifier where MTL-OCA's is):
+the part that comes with the classifier's place and the part that comes with the OCA module.
 
 May import: the engine, ``report.common``, ``report.reproduction_report``.
 """
@@ -78,3 +80,38 @@ def classifier_source_caveat(profile: str) -> str:
             "Dice on fold 0, `cos_bs8` against `cos_bs8_bneck` in `docs/training.md`). UNet (ST), "
             "a plain UNet without OCA whose classification probe cannot reach the segmentation, "
             "gives a second no-OCA reference for segmentation.")
+
+
+#: Ours, not the paper's: MTL-OCA without OCA, its classifier where MTL-OCA's is (``docs/models.md``).
+TWIN = "ablation_no_oca_same_cls"
+
+
+def gap_split(runs: Mapping[str, str | Path]) -> dict[str, float] | None:
+    """MTL-OCA's mean Dice gap over variant (1), split with (1b).
+
+    (1b) differs from variant (1) only in where the classifier reads and from MTL-OCA only in the
+    OCA module, so ``place + oca == total`` (means over folds of each run's ``fold_metrics.csv``).
+
+    Args:
+        runs: model key -> finished run directory; needs ``mtl_oca``, :data:`TWIN` and
+            ``ablation_no_oca`` (of one profile, protocol and seed).
+
+    Returns:
+        ``{"total": MTL-OCA - (1), "place": (1b) - (1), "oca": MTL-OCA - (1b)}``, or None when one
+        of the three runs is not in ``runs``.
+    """
+    if not all(m in runs for m in ("mtl_oca", TWIN, "ablation_no_oca")):
+        return None
+    mtl, twin, v1 = (float(pd.read_csv(Path(runs[m]) / "fold_metrics.csv")["dice"].mean())
+                     for m in ("mtl_oca", TWIN, "ablation_no_oca"))
+    return {"total": mtl - v1, "place": twin - v1, "oca": mtl - twin}
+
+
+def describe_gap_split(runs: Mapping[str, str | Path]) -> str:
+    """:func:`gap_split` in words ("" when it cannot be computed)."""
+    split = gap_split(runs)
+    if split is None:
+        return ""
+    return (f"of MTL-OCA's {split['total']:+.3f} Dice over variant (1), {split['place']:+.3f} comes with the "
+            f"classifier's place ((1b) against (1), which differ in nothing else) and {split['oca']:+.3f} "
+            "with the OCA module")

@@ -271,16 +271,13 @@ def _twin_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFIL
 
 
 def _gap_split(base: Path) -> str:
-    """How MTL-OCA's Dice gap over variant (1) splits, where MTL-OCA, (1b) and (1) are all complete
-    under ``base`` (one profile and protocol): (1b) differs from (1) only in where the classifier
-    reads, and from MTL-OCA only in the OCA module, so the two differences add up to the gap."""
-    runs = [base / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca_same_cls", "ablation_no_oca")]
-    if not all(_complete(rd) for rd in runs):
-        return ""
-    mtl, twin, v1 = (_means(rd)["dice"] for rd in runs)
-    return (f"; of MTL-OCA's {mtl - v1:+.3f} Dice over variant (1), {twin - v1:+.3f} comes with the "
-            f"classifier's place ((1b) against (1), which differ in nothing else) and {mtl - twin:+.3f} "
-            "with the OCA module")
+    """"; of MTL-OCA's gap over variant (1), ... with the OCA module" where MTL-OCA, (1b) and (1)
+    are all complete under ``base`` (one profile and protocol; ``ablation.describe_gap_split``)."""
+    from mtloca_lib.report.ablation import describe_gap_split
+
+    runs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca_same_cls", "ablation_no_oca")}
+    text = describe_gap_split({m: rd for m, rd in runs.items() if _complete(rd)})
+    return "; " + text if text else ""
 
 
 def _cls_source_clause(profile: str) -> str:
