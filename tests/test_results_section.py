@@ -135,7 +135,7 @@ def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkey
 
     assert rs.schedule_block(tmp_path) == []
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
-    short = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped" / "unet_st-seed0"
+    short = tmp_path / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped" / "unet_st-seed0"
     run_cv(make_config("unet_st", "smoke", {"epochs": 1, "k": 5, "num_threads": 1}), short, log=lambda s: None)
     long = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped" / "unet_st-seed0"
     shutil.copytree(short, long)
@@ -161,7 +161,7 @@ def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
     protocol are complete there (the committed shorter runs stand in for longer ones)."""
     import shutil
 
-    src = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
+    src = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped"
     names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
     if not all((src / n / "fold_metrics.csv").exists() for n in names):
         pytest.skip("committed cpu_light runs not present")
@@ -181,7 +181,7 @@ def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
     assert "(1b)" not in text  # our extra variant: never listed as missing
     twin = dst / "ablation_no_oca_same_cls-seed0"
     shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt"))
-    image = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "image" / "mtl_oca-seed0"
+    image = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "image" / "mtl_oca-seed0"
     if (image / "fold_metrics.csv").exists():  # an image-level row, which the twin's row must precede
         shutil.copytree(image, dst.parent / "image" / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
     lines = "\n".join(rs.schedule_block(tmp_path)).splitlines()
@@ -220,3 +220,36 @@ def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):
     assert "(1b), ours, not in the paper" in text
     tests = [line for line in text.splitlines() if "MTL-OCA vs (1b) no OCA, cls as MTL-OCA" in line]
     assert len(tests) == 2  # Wilcoxon and McNemar
+
+
+def test_once_the_longer_profile_is_of_record_its_runs_are_not_reported_twice(tmp_path, monkeypatch):
+    """With the longer profile as the profile of record, the main blocks report its runs; the
+    schedule block keeps only the table against the shorter runs (no second set of tests, no second
+    list of missing runs), and the findings drop their "trained 60 epochs" repeats."""
+    import shutil
+
+    from mtloca_lib.report import findings
+
+    src = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped"
+    names = ("mtl_oca-seed0", "unet_st-seed0", "ablation_no_oca-seed0")
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip("committed cpu_light runs not present")
+    for prof in (rs.SHORTER_PROFILE, rs.LONGER_PROFILE):
+        for n in names:
+            shutil.copytree(src / n, tmp_path / "runs" / "busi" / prof / "grouped" / n,
+                            ignore=shutil.ignore_patterns("model.pt"))
+    before = rs.schedule_block(tmp_path)
+    assert any(line.startswith("**Paired tests between") for line in before)
+    assert any(line.startswith("Not complete yet with") for line in before)
+    assert any("Trained 60 epochs instead of 40" in s for s in findings._longer_sentences(tmp_path))
+
+    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.LONGER_PROFILE)
+    monkeypatch.setattr(findings, "PROFILES", (rs.LONGER_PROFILE, rs.SHORTER_PROFILE, "cpu"))
+    after = rs.schedule_block(tmp_path)
+    assert after[0].startswith("**The same runs against the shorter schedule**")
+    assert [line for line in after if line.startswith("| grouped")] == [
+        line for line in before if line.startswith("| grouped") and "vs" not in line]  # the same rows
+    assert not any(line.startswith(("**Paired tests", "**Table 6 on", "Not complete yet")) for line in after)
+    text = rs.render(root=tmp_path)
+    assert f"the `{rs.LONGER_PROFILE}` profile: mean ± std" in text and "A longer schedule" not in text
+    assert findings._longer_sentences(tmp_path) == [] and findings._longer_progress(tmp_path) == ""

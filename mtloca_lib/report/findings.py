@@ -143,7 +143,7 @@ def _longer_progress(root: Path | None) -> str:
     :data:`LONGER` profile has complete."""
     from mtloca_lib.report.results_section import schedule_configs
 
-    if root is None:
+    if root is None or PROFILES[0] == LONGER:  # the profile of record: its runs are the findings' own
         return ""
     configs = schedule_configs()
     done = sum(_complete(root / "runs" / "busi" / LONGER / p / f"{m}-seed{s}") for p, m, s in configs)
@@ -304,6 +304,8 @@ def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
 def _longer_sentences(root: Path) -> list[str]:
     """The claim sentence again on the :data:`LONGER` runs, per protocol where both are complete,
     then Table 6's question (MTL-OCA against variant (1)) on them where both are complete."""
+    if PROFILES[0] == LONGER:  # the profile of record: the sentences above are on its runs already
+        return []
     out = []
     for protocol in ("grouped", "image"):
         pair = [root / "runs" / "busi" / LONGER / protocol / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
