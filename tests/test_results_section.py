@@ -253,3 +253,39 @@ def test_once_the_longer_profile_is_of_record_its_runs_are_not_reported_twice(tm
     text = rs.render(root=tmp_path)
     assert f"the `{rs.LONGER_PROFILE}` profile: mean ± std" in text and "A longer schedule" not in text
     assert findings._longer_sentences(tmp_path) == [] and findings._longer_progress(tmp_path) == ""
+
+
+def test_seeds_of_the_no_oca_twin_are_shown_and_tested_never_missing(tmp_path):
+    """(1b)'s seeds join the spread table and the seed-level comparison once a seed beyond 0 is
+    complete (MTL-OCA against (1b): does OCA alone help above seed noise?); they are never listed
+    among the seed runs still missing. Committed cpu_light60 runs stand in (a copy of (1b) seed 0
+    relabelled seed 1)."""
+    import shutil
+
+    src = REPO / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
+    names = ("mtl_oca-seed0", "mtl_oca-seed1", "ablation_no_oca_same_cls-seed0")
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip("committed cpu_light60 runs not present")
+    dst = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
+    for n in names:
+        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    assert "(1b)" not in spread  # seed 0 alone: no spread of its own to show
+    assert "(1b)" not in "\n".join(rs.seeds_block(tmp_path, rs.LONGER_PROFILE))
+    twin1 = dst / "ablation_no_oca_same_cls-seed1"
+    shutil.copytree(dst / names[2], twin1)
+    cfg = json.loads((twin1 / "config.json").read_text())
+    (twin1 / "config.json").write_text(json.dumps({**cfg, "seed": 1}))
+    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    rows = [line for line in spread.splitlines() if line.startswith("| (1b)")]
+    assert len(rows) == 2
+    missing = next(line for line in spread.splitlines() if line.startswith("**Seeds (grouped protocol):**"))
+    assert "(1b)" not in missing and "(1) no OCA, cls from mask seed 1" in missing
+    block = "\n".join(rs.seeds_block(tmp_path, rs.LONGER_PROFILE))
+    assert "MTL-OCA − (1b) no OCA, cls as MTL-OCA" in block
+    from mtloca_lib.report import findings
+
+    (twin_sentence,) = [s for s in findings._seed_sentences(dst) if "(1b)" in s]
+    assert "against (1b) no OCA, cls as MTL-OCA (the OCA module alone) differs by" in twin_sentence
+    schedule = "\n".join(rs.schedule_block(tmp_path, long=rs.LONGER_PROFILE))
+    assert "(1b) no OCA, cls as MTL-OCA grouped seed 2" not in schedule  # never listed as missing

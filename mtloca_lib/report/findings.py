@@ -191,6 +191,7 @@ def _seed_sentences(base: Path) -> list[str]:
     (``runs/busi/<profile>/grouped``), one sentence per pair with two complete seeds on both
     sides; called tested only when every seed run of both models converged by the rule."""
     from mtloca_lib.engine import seeds
+    from mtloca_lib.report.ablation import TWIN
 
     table = seeds.compare_seeds(seeds.complete_seed_runs(base))
     out = []
@@ -201,8 +202,9 @@ def _seed_sentences(base: Path) -> list[str]:
         dice = r.loc["dice"]
         d = r["difference"]
         diffs = f"{d['dice']:+.3f} Dice, {d['dice_lesion']:+.3f} lesion Dice and {d['accuracy']:+.3f} accuracy"
+        alone = " (the OCA module alone)" if b == TWIN else ""
         text = (f"Over seeds (grouped, `{base.parent.name}`; each seed's 5-fold run one observation, "
-                f"{int(dice['n_seeds_a'])} and {int(dice['n_seeds_b'])} seeds): {DISPLAY[a]} against {DISPLAY[b]} "
+                f"{int(dice['n_seeds_a'])} and {int(dice['n_seeds_b'])} seeds): {DISPLAY[a]} against {DISPLAY[b]}{alone} "
                 f"differs by {diffs} (Welch p over seeds on Dice = {dice['p_value']:.2g})")
         unconverged = [f"{DISPLAY[m]} {int(dice[c])} of {int(dice[n])}" for m, c, n in
                        ((a, "converged_a", "n_seeds_a"), (b, "converged_b", "n_seeds_b")) if dice[c] < dice[n]]
@@ -273,9 +275,9 @@ def _twin_sentence(root: Path, protocol: str, profiles: tuple[str, ...] = PROFIL
 def _gap_split(base: Path) -> str:
     """"; of MTL-OCA's gap over variant (1), ... with the OCA module" where MTL-OCA, (1b) and (1)
     are all complete under ``base`` (one profile and protocol; ``ablation.describe_gap_split``)."""
-    from mtloca_lib.report.ablation import describe_gap_split
+    from mtloca_lib.report.ablation import TWIN, describe_gap_split
 
-    runs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca_same_cls", "ablation_no_oca")}
+    runs = {m: base / f"{m}-seed0" for m in ("mtl_oca", TWIN, "ablation_no_oca")}
     text = describe_gap_split({m: rd for m, rd in runs.items() if _complete(rd)})
     return "; " + text if text else ""
 

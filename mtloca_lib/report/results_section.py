@@ -43,6 +43,9 @@ PROTOCOL_NAMES = {"image": "image-level (paper)", "grouped": "grouped (leakage-f
 CURRENT_PROFILE = "cpu_light"
 #: Models run with seeds 0-2 under the grouped protocol (issue 14, item 4): the seed table and tests.
 SEED_MODELS = ("mtl_oca", "unet_st", "ablation_no_oca")
+#: Ours, beside them: seeds of (1b) (MTL-OCA without OCA, classifier unchanged), shown and tested
+#: once a seed beyond 0 is complete, never counted as missing.
+EXTRA_SEED_MODELS = ("ablation_no_oca_same_cls",)
 #: The first, undertrained CPU budget (20 epochs, no validation curve), kept as one table.
 UNDERTRAINED_PROFILE = "cpu20"
 #: The same recipe as :data:`SHORTER_PROFILE`, trained longer: does the longer schedule change a verdict?
@@ -290,7 +293,10 @@ def spread_block(root: Path, profile: str) -> list[str]:
     base = root / "runs" / "busi"
     logs_csv = base / "device_logs" / "fold_metrics_from_logs.csv"
     logs = pd.read_csv(logs_csv) if legacy and logs_csv.exists() else pd.DataFrame()
-    for model in SEED_MODELS if not legacy else ("mtl_oca", "unet_st"):
+    for model in SEED_MODELS + EXTRA_SEED_MODELS if not legacy else ("mtl_oca", "unet_st"):
+        if model in EXTRA_SEED_MODELS and not any(_complete(base / profile / "grouped" / f"{model}-seed{s}")
+                                                  for s in (1, 2)):
+            continue  # ours: no seed beyond 0 yet, so no spread to show
         for seed in (0, 1, 2):
             rd = base / profile / "grouped" / f"{model}-seed{seed}"
             if _complete(rd):
@@ -347,7 +353,7 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
 
     legacy = profile == UNDERTRAINED_PROFILE
     base = root / "runs" / "busi" / ("cpu20_on_cpu" if legacy else profile) / "grouped"
-    models = ("mtl_oca", "unet_st") if legacy else SEED_MODELS
+    models = ("mtl_oca", "unet_st") if legacy else SEED_MODELS + EXTRA_SEED_MODELS
     runs = seeds.complete_seed_runs(base, models)
     table = seeds.compare_seeds(runs)
     if table.empty:
@@ -399,7 +405,8 @@ def schedule_block(root: Path, short: str | None = None, long: str | None = None
     base = root / "runs" / "busi"
     rows, missing, tests_runs = [], [], {}
     needed = schedule_configs()
-    extra = [(p, m, 0) for p in ("grouped", "image") for m in EXTRA_ABLATION_MODELS]  # ours: shown once complete
+    extra = ([(p, m, 0) for p in ("grouped", "image") for m in EXTRA_ABLATION_MODELS]  # ours: shown once complete
+             + [("grouped", m, s) for m in EXTRA_SEED_MODELS for s in (1, 2)])
     for protocol, model, seed in needed + extra:
         name = f"{model}-seed{seed}"
         rd_long, rd_short = base / long / protocol / name, base / short / protocol / name
