@@ -5,9 +5,9 @@ a validation part is held out of each training fold (``RunConfig.val_fraction``)
 validation curve (Dice over all images and over lesion images, accuracy, losses).
 
 The rule (:func:`convergence_status`): a run has converged when the mean over its folds
-of its validation Dice rises by less than ``tol`` = 0.01 over the last 20 % of its epochs
-(the mean of the window's second half against its first half), so one noisy epoch
-neither hides nor fakes a trend. A run without a validation curve cannot be judged and
+of its validation Dice rises by less than ``tol`` = 0.01 over the last 20 % of its epochs,
+the rise read off a least-squares line through that window (:func:`tail_rise`), so one noisy
+epoch neither hides nor fakes a trend. A run without a validation curve cannot be judged and
 counts as not converged ("unknown"). :func:`study_table` summarises the training study's
 probes. The figures of these curves are in :mod:`mtloca_lib.report.convergence`.
 
