@@ -25,8 +25,8 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="mtl_oca", choices=sorted(MODEL_PRESETS),
                    help="model preset: the paper's MTL-OCA, its two ablation variants, UNet (ST) or MT-DUNet (default: %(default)s)")
     p.add_argument("--profile", default=DEFAULT_PROFILE, choices=sorted(PROFILES),
-                   help="smoke: seconds, for tests; cpu_light: the training study's 2-core CPU recipe (40 epochs, "
-                        "the README's results); cpu_light60: the same trained 60 epochs; cpu: its 30-epoch predecessor; paper: the paper's 400-epoch "
+                   help="smoke: seconds, for tests; cpu_light60: the training study's 2-core CPU recipe trained "
+                        "60 epochs (the README's results); cpu_light: the same, 40 epochs; cpu: its 30-epoch predecessor; paper: the paper's 400-epoch "
                         "schedule for a GPU (default: %(default)s)")
     p.add_argument("--config", type=Path, default=None,
                    help="a RunConfig JSON/YAML file (e.g. a run's config.json); replaces --model/--profile")

@@ -37,7 +37,7 @@ def default_parameters() -> dict:
         "dataset": dataset,
         "data_root": os.environ.get("MTLOCA_DATA", ""),
         "protocol": os.environ.get("MTLOCA_PROTOCOL", "both"),
-        "profile": os.environ.get("MTLOCA_PROFILE", ""),  # "": cpu_light (config.DEFAULT_PROFILE) for real data, demo for the phantom
+        "profile": os.environ.get("MTLOCA_PROFILE", ""),  # "": cpu_light60 (config.DEFAULT_PROFILE) for real data, demo for the phantom
         "run_root": os.environ.get("MTLOCA_RUNS", "runs"),
         "seed": int(os.environ.get("MTLOCA_SEED", "0")),
         "device": os.environ.get("MTLOCA_DEVICE", "auto"),
@@ -158,7 +158,7 @@ def main(argv=None) -> int:
     p.add_argument("--data-root", default=d["data_root"])
     p.add_argument("--protocol", default=d["protocol"], choices=["image", "grouped", "both"])
     p.add_argument("--profile", default=d["profile"],
-                   help="run profile (default: $MTLOCA_PROFILE, else cpu_light for real data and demo for the phantom)")
+                   help="run profile (default: $MTLOCA_PROFILE, else cpu_light60 for real data and demo for the phantom)")
     p.add_argument("--run-root", default=d["run_root"])
     p.add_argument("--seed", type=int, default=d["seed"])
     p.add_argument("--device", default=d["device"])

@@ -148,7 +148,7 @@ def test_real_data_trains_with_the_default_profile_unless_told():
     from mtloca_lib.cli import build_parser
     from mtloca_lib.engine.config import DEFAULT_PROFILE, PROFILES
 
-    assert DEFAULT_PROFILE in PROFILES and DEFAULT_PROFILE == "cpu_light"
+    assert DEFAULT_PROFILE in PROFILES and DEFAULT_PROFILE == "cpu_light60"
     parser = build_parser()
     assert parser.parse_args(["train"]).profile == DEFAULT_PROFILE
     assert parser.parse_args(["train", "--profile", "cpu"]).profile == "cpu"

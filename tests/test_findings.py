@@ -12,6 +12,13 @@ from mtloca_lib.report import findings
 REPO = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture
+def shorter_of_record(monkeypatch):
+    """The findings as they read while the 40-epoch profile was the profile of record, so the
+    longer profile's runs get their own sentences."""
+    monkeypatch.setattr(findings, "PROFILES", ("cpu_light", "cpu"))
+
+
 def test_readme_findings_match_the_committed_runs():
     assert findings.readme_block() == findings.render(), (
         "README.md's findings block differs from the runs: run `python -m mtloca_lib.report.findings`")
@@ -147,7 +154,7 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
         assert "reads the bottleneck" in seed_texts[1] and "reads the bottleneck" not in seed_texts[0]
 
 
-def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path):
+def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path, shorter_of_record):
     """The cpu_light60 runs get their own claim sentence once MTL-OCA and UNet (ST) are complete there."""
     base = REPO / "runs" / "busi" / findings.LONGER / "grouped"
     srcs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "unet_st")}
@@ -165,7 +172,7 @@ def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path):
     assert ("McNemar" in text) == (is_converged(srcs["mtl_oca"]) and is_converged(srcs["unet_st"]))
 
 
-def test_findings_ask_table6_on_the_longer_schedule(tmp_path):
+def test_findings_ask_table6_on_the_longer_schedule(tmp_path, shorter_of_record):
     """Table 6's sentence is repeated for the longer profile once MTL-OCA and variant (1) are complete there."""
     src = REPO / "runs" / "busi" / "cpu_light" / "grouped"
     names = ("mtl_oca-seed0", "ablation_no_oca-seed0")
@@ -182,7 +189,7 @@ def test_findings_ask_table6_on_the_longer_schedule(tmp_path):
     assert f"{a - b:+.3f} Dice" in text
 
 
-def test_still_missing_counts_the_longer_runs(tmp_path):
+def test_still_missing_counts_the_longer_runs(tmp_path, shorter_of_record):
     """The 'still missing' sentence says how many of the runs a profile of record needs the longer
     profile has, and says nothing of it before its first run is complete."""
     from mtloca_lib.report.results_section import schedule_configs

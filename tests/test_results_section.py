@@ -127,12 +127,14 @@ def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
 
 def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkeypatch):
     """cpu_light60 rows appear once a run is complete, with the change against the cpu_light run of
-    the same configuration, and the runs still missing are named; nothing renders before."""
+    the same configuration, and the runs still missing are named; nothing renders before (while the
+    shorter profile is the profile of record)."""
     import shutil
 
     from mtloca_lib.engine.config import make_config
     from mtloca_lib.engine.cv import run_cv
 
+    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
     assert rs.schedule_block(tmp_path) == []
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
     short = tmp_path / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped" / "unet_st-seed0"
@@ -155,12 +157,14 @@ def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkey
     assert "A longer schedule" in rs.render(root=tmp_path)
 
 
-def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path):
-    """The ablation variants and the no-OCA seeds are named among the longer runs still missing,
-    and Table 6's paired tests appear for the longer profile once MTL-OCA and both variants of a
-    protocol are complete there (the committed shorter runs stand in for longer ones)."""
+def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path, monkeypatch):
+    """While the shorter profile is of record, the ablation variants and the no-OCA seeds are named
+    among the longer runs still missing, and Table 6's paired tests appear for the longer profile
+    once MTL-OCA and both variants of a protocol are complete there (the committed shorter runs
+    stand in for longer ones)."""
     import shutil
 
+    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
     src = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped"
     names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
     if not all((src / n / "fold_metrics.csv").exists() for n in names):
@@ -238,6 +242,8 @@ def test_once_the_longer_profile_is_of_record_its_runs_are_not_reported_twice(tm
         for n in names:
             shutil.copytree(src / n, tmp_path / "runs" / "busi" / prof / "grouped" / n,
                             ignore=shutil.ignore_patterns("model.pt"))
+    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
+    monkeypatch.setattr(findings, "PROFILES", (rs.SHORTER_PROFILE, "cpu"))
     before = rs.schedule_block(tmp_path)
     assert any(line.startswith("**Paired tests between") for line in before)
     assert any(line.startswith("Not complete yet with") for line in before)
