@@ -138,7 +138,10 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
             shutil.copy(dst / "unet_st-seed0" / f"fold{fold}" / "history.csv",
                         dst / f"unet_st-seed{s}" / f"fold{fold}" / "history.csv")
     [text] = findings._seed_sentences(dst)
-    assert "not tested" not in text and "seed noise at 0.05" in text
+    assert "not tested" not in text and "at 0.05 the Dice difference is " in text
+    # each metric gets its own p and verdict (a lesion Dice gap can pass where the Dice one does not)
+    assert "Welch p over seeds: Dice " in text and ", lesion Dice " in text and "the lesion Dice difference " in text
+    assert "the accuracy difference " in text
     # two seeds of variant (1) too: Table 6's question over seeds, with the classifier-source caveat
     if findings._complete(base / "ablation_no_oca-seed0"):
         shutil.copytree(base / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed0",

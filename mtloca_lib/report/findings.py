@@ -203,9 +203,11 @@ def _seed_sentences(base: Path) -> list[str]:
         d = r["difference"]
         diffs = f"{d['dice']:+.3f} Dice, {d['dice_lesion']:+.3f} lesion Dice and {d['accuracy']:+.3f} accuracy"
         alone = " (the OCA module alone)" if b == TWIN else ""
+        names = {"dice": "Dice", "dice_lesion": "lesion Dice", "accuracy": "accuracy"}
+        ps = ", ".join(f"{names[m]} {r.loc[m, 'p_value']:.2g}" for m in names)
         text = (f"Over seeds (grouped, `{base.parent.name}`; each seed's 5-fold run one observation, "
                 f"{int(dice['n_seeds_a'])} and {int(dice['n_seeds_b'])} seeds): {DISPLAY[a]} against {DISPLAY[b]}{alone} "
-                f"differs by {diffs} (Welch p over seeds on Dice = {dice['p_value']:.2g})")
+                f"differs by {diffs} (Welch p over seeds: {ps})")
         unconverged = [f"{DISPLAY[m]} {int(dice[c])} of {int(dice[n])}" for m, c, n in
                        ((a, "converged_a", "n_seeds_a"), (b, "converged_b", "n_seeds_b")) if dice[c] < dice[n]]
         if unconverged:
@@ -214,10 +216,19 @@ def _seed_sentences(base: Path) -> list[str]:
         elif np.isnan(dice["p_value"]):
             text += ": seed noise unknown (the seed means do not vary)"
         else:
-            text += (": the Dice difference is " + ("beyond" if dice["p_value"] < 0.05 else "within")
-                     + " seed noise at 0.05")
+            verdicts = {m: "beyond" if r.loc[m, "p_value"] < 0.05 else "within" for m in names
+                        if np.isfinite(r.loc[m, "p_value"])}
+            said = [f"the {names[m]} difference {v} {'seed noise' if i == 0 else 'it'}"
+                    for i, (m, v) in enumerate(verdicts.items())]
+            said[0] = said[0].replace(" difference ", " difference is ", 1)
+            text += ": at 0.05 " + _join(said)
         out.append(text + (_cls_source_clause(base.parent.name) if b == "ablation_no_oca" else "") + ".")
     return out
+
+
+def _join(parts: list[str]) -> str:
+    """"a, b and c" (or "a and b", or "a")."""
+    return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
 def _versus_mtl_oca(root: Path, protocol: str, profiles: tuple[str, ...], model: str, lead: str, name: str):
