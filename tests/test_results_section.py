@@ -12,6 +12,20 @@ from mtloca_lib.report import results_section as rs
 REPO = Path(__file__).resolve().parents[1]
 
 
+def _committed_runs(tmp_path: Path, profile: str, names: tuple[str, ...], protocol: str = "grouped") -> Path:
+    """Copy committed run directories (without weights) of ``profile`` into ``tmp_path``'s run tree,
+    or skip the test where they are not committed; returns the copies' folder."""
+    import shutil
+
+    src = REPO / "runs" / "busi" / profile / protocol
+    if not all((src / n / "fold_metrics.csv").exists() for n in names):
+        pytest.skip(f"committed {profile} runs not present")
+    dst = tmp_path / "runs" / "busi" / profile / protocol
+    for n in names:
+        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    return dst
+
+
 @pytest.mark.skipif(not (REPO / "runs" / "busi").is_dir(), reason="no committed BUSI runs")
 def test_readme_block_matches_the_committed_runs():
     assert rs.readme_block() == rs.render(), (
@@ -205,11 +219,7 @@ def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):
 
     src = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
     names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
-    if not all((src / n / "fold_metrics.csv").exists() for n in names):
-        pytest.skip("committed cpu_light runs not present")
-    dst = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
-    for n in names:
-        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    dst = _committed_runs(tmp_path, rs.CURRENT_PROFILE, names)
     before = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
     assert "(1b)" not in before
     twin = dst / "ablation_no_oca_same_cls-seed0"
@@ -268,13 +278,8 @@ def test_seeds_of_the_no_oca_twin_are_shown_and_tested_never_missing(tmp_path):
     relabelled seed 1)."""
     import shutil
 
-    src = REPO / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
     names = ("mtl_oca-seed0", "mtl_oca-seed1", "ablation_no_oca_same_cls-seed0")
-    if not all((src / n / "fold_metrics.csv").exists() for n in names):
-        pytest.skip("committed cpu_light60 runs not present")
-    dst = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
-    for n in names:
-        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
+    dst = _committed_runs(tmp_path, rs.LONGER_PROFILE, names)
     spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
     assert "(1b)" not in spread  # seed 0 alone: no spread of its own to show
     assert "(1b)" not in "\n".join(rs.seeds_block(tmp_path, rs.LONGER_PROFILE))
