@@ -298,5 +298,11 @@ def test_seeds_of_the_no_oca_twin_are_shown_and_tested_never_missing(tmp_path):
 
     (twin_sentence,) = [s for s in findings._seed_sentences(dst) if "(1b)" in s]
     assert "against (1b) no OCA, cls as MTL-OCA (the OCA module alone) differs by" in twin_sentence
+    # a started seed of ours says how far it is, among the seed runs not finished
+    twin2 = dst / "ablation_no_oca_same_cls-seed2"
+    shutil.copytree(twin1, twin2, ignore=shutil.ignore_patterns("fold_metrics.csv", "fold4"))
+    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    line = next(line for line in spread.splitlines() if line.startswith("**Seeds (grouped protocol)"))
+    assert "Ours, in progress: (1b) no OCA, cls as MTL-OCA seed 2: 4 of 5 folds." in line
     schedule = "\n".join(rs.schedule_block(tmp_path, long=rs.LONGER_PROFILE))
     assert "(1b) no OCA, cls as MTL-OCA grouped seed 2" not in schedule  # never listed as missing
