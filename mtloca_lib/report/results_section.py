@@ -325,12 +325,15 @@ def spread_block(root: Path, profile: str) -> list[str]:
         # ours, never missing, but a started run says how far it is
         started = [f"{DISPLAY[m]} seed {s}: {_status(rd)}" for m in EXTRA_SEED_MODELS for s in (1, 2)
                    if (rd := base / profile / "grouped" / f"{m}-seed{s}").is_dir() and not _complete(rd)]
-        missing_line = ([f"**Seeds (grouped protocol):** not finished for the `{profile}` profile "
-                         f"({'; '.join(missing)}); the paper's comparison and Table 6's question (does OCA "
-                         "help?) are answered above seed noise once they are."
-                         + (f" Ours, in progress: {'; '.join(started)}." if started else ""), ""]
-                        if missing else [f"**Seeds (grouped protocol), ours, in progress:** {'; '.join(started)}.", ""]
-                        if started else [])
+        text = ""
+        if missing:
+            text = (f"**Seeds (grouped protocol):** not finished for the `{profile}` profile ({'; '.join(missing)}); "
+                    "the paper's comparison and Table 6's question (does OCA help?) are answered above seed "
+                    "noise once they are.")
+        if started:
+            text += (" Ours, in progress: " if text else "**Seeds (grouped protocol), ours, in progress:** ") \
+                + "; ".join(started) + "."
+        missing_line = [text, ""] if text else []
         if len(rows) < 2 or not any(r["seed"] for r in rows):
             return missing_line
         return [f"**Run-to-run spread (grouped protocol, the `{profile}` profile, means over folds):** "
