@@ -46,9 +46,11 @@ MODEL_COLORS = {
 
 def model_color(name: str, default: str | None = None) -> str | None:
     """The figure colour of a model, by preset name (``"mtl_oca"``) or display name
-    (``"MTL-OCA"``); ``default`` for anything else (e.g. "image", "ground truth")."""
+    (``"MTL-OCA"``) or a longer run's label (``"UNet (ST), 80 epochs"``, :func:`extended_label`);
+    ``default`` for anything else (e.g. "image", "ground truth")."""
     if name in MODEL_COLORS:
         return MODEL_COLORS[name]
+    name = name.rsplit(", ", 1)[0] if name.endswith(" epochs") else name  # a longer run: its model's colour
     for preset, shown in DISPLAY.items():
         if name == shown:
             return MODEL_COLORS[preset]
@@ -189,6 +191,87 @@ def run_complete(run_dir: str | Path) -> bool:
     if not metrics.exists():
         return False
     return len(pd.read_csv(metrics)) == RunConfig.from_dict(read_json(run_dir / "config.json")).k
+
+
+#: Longer schedules for runs that did not converge: profile of record -> the profile that retrains,
+#: nothing changed but the number of epochs, those of its runs that the convergence rule calls not
+#: converged (``config.PROFILES``). Such a run stands beside the one it replaces, named with its
+#: schedule wherever it is shown or tested (:func:`run_of_record`, :func:`with_extended`).
+EXTENDED_PROFILES = {"cpu_light60": "cpu_light80"}
+
+
+def extended_run(run_dir: str | Path) -> Path | None:
+    """The same configuration (protocol, model, seed) under the longer profile of :data:`EXTENDED_PROFILES`.
+
+    Args:
+        run_dir: a run directory laid out as ``.../<profile>/<protocol>/<model>-seed<seed>``.
+
+    Returns:
+        ``.../<longer profile>/<protocol>/<model>-seed<seed>`` (it may not exist), or None when
+        ``run_dir``'s profile has no longer schedule.
+    """
+    run_dir = Path(run_dir)
+    if len(run_dir.parts) < 3:
+        return None
+    longer = EXTENDED_PROFILES.get(run_dir.parents[1].name)
+    return None if longer is None else run_dir.parents[2] / longer / run_dir.parent.name / run_dir.name
+
+
+def run_of_record(run_dir: str | Path) -> Path:
+    """The run a comparison uses for ``run_dir``'s configuration.
+
+    ``run_dir`` itself, unless it is complete, did not converge by the rule
+    (:func:`mtloca_lib.engine.convergence.is_converged`) and its :func:`extended_run` is
+    complete: then that longer run (whatever its own verdict, which the report shows).
+    """
+    from mtloca_lib.engine.convergence import is_converged
+
+    run_dir = Path(run_dir)
+    longer = extended_run(run_dir)
+    if longer is not None and run_complete(run_dir) and not is_converged(run_dir) and run_complete(longer):
+        return longer
+    return run_dir
+
+
+def is_extended(run_dir: str | Path) -> bool:
+    """Whether ``run_dir`` is a run of one of the longer profiles of :data:`EXTENDED_PROFILES`."""
+    run_dir = Path(run_dir)
+    return len(run_dir.parts) >= 3 and run_dir.parents[1].name in EXTENDED_PROFILES.values()
+
+
+def extended_label(model: str, run_dir: str | Path) -> str:
+    """How tables name a model's longer run: e.g. "UNet (ST), 80 epochs"."""
+    epochs = RunConfig.from_dict(read_json(Path(run_dir) / "config.json")).epochs
+    return f"{DISPLAY.get(model, model)}, {epochs} epochs"
+
+
+def with_extended(runs: dict[str, dict[str, Path]]) -> dict[str, dict[str, Path]]:
+    """``runs`` (protocol -> model -> run directory) with each longer run beside the run it replaces.
+
+    For every run whose :func:`run_of_record` is a longer run, that run is added right after it
+    under the key :func:`extended_label` (a display name, which tables print as given), so a
+    table shows both schedules and a test can pair with either. Other runs are unchanged.
+    """
+    out: dict[str, dict[str, Path]] = {}
+    for protocol, per_model in runs.items():
+        out[protocol] = {}
+        for model, rd in per_model.items():
+            out[protocol][model] = rd
+            longer = run_of_record(rd)
+            if longer != Path(rd):
+                out[protocol][extended_label(model, longer)] = longer
+    return out
+
+
+def extended_pairs(runs: dict[str, dict[str, Path]], pairs: Sequence[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``pairs`` plus, for each pair whose second model has a longer run in ``runs`` (as
+    :func:`with_extended` adds it), the same pair with that run, right after it."""
+    keys = {k for per_model in runs.values() for k in per_model}
+    out = []
+    for a, b in pairs:
+        out.append((a, b))
+        out += [(a, k) for k in sorted(keys) if k.startswith(f"{DISPLAY.get(b, b)}, ") and k.endswith(" epochs")]
+    return out
 
 
 def finished_seeds(params: NotebookParams, model: str, protocol: str, seeds=range(10)) -> list[Path]:

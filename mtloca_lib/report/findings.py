@@ -22,6 +22,7 @@ import pandas as pd
 
 from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
 from mtloca_lib.engine.experiments import run_complete as _complete
+from mtloca_lib.engine.experiments import run_of_record
 
 REPO = REPO_ROOT
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
@@ -44,11 +45,13 @@ PAPER, REPRODUCTION = _reference("image"), _reference("grouped")
 
 
 def find_run(root: Path, model: str, protocol: str, seed: int = 0) -> tuple[str, Path] | None:
-    """(profile, run directory) of the newest complete run of ``model`` under ``protocol``."""
+    """(profile, run directory) of the newest complete run of ``model`` under ``protocol``; when that
+    run did not converge and was retrained longer, the longer run (``experiments.run_of_record``)."""
     for profile in PROFILES:
         rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed{seed}"
         if _complete(rd):
-            return profile, rd
+            rd = run_of_record(rd)
+            return rd.parents[1].name, rd
     return None
 
 
@@ -154,13 +157,14 @@ def _longer_progress(root: Path | None) -> str:
 
 
 def _variant_runs(root: Path) -> dict:
-    """(model, protocol) -> the first complete seed-0 run of each ablation variant over PROFILES."""
+    """(model, protocol) -> the first complete seed-0 run of each ablation variant over PROFILES (its
+    longer run where it did not converge, ``experiments.run_of_record``)."""
     runs = {}
     for p in PROTOCOLS:
         for m in ABLATION_MODELS[:2]:
             rd = next((d for prof in PROFILES if _complete(d := root / "runs" / "busi" / prof / p / f"{m}-seed0")), None)
             if rd is not None:
-                runs[(m, p)] = rd
+                runs[(m, p)] = run_of_record(rd)
     return runs
 
 
@@ -243,8 +247,10 @@ def _versus_mtl_oca(root: Path, protocol: str, profiles: tuple[str, ...], model:
         mtl, other = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", model))
         if not (_complete(mtl) and _complete(other)):
             continue
+        mtl, other = run_of_record(mtl), run_of_record(other)
         a, b = _means(mtl), _means(other)
-        text = (f"Table 6 ({PROTOCOLS[protocol]}, `{profile}`){lead} differs by {a['dice'] - b['dice']:+.3f} Dice, "
+        where = f"`{profile}`" if mtl.parents[1].name == other.parents[1].name else _schedules(mtl, other, name)
+        text = (f"Table 6 ({PROTOCOLS[protocol]}, {where}){lead} differs by {a['dice'] - b['dice']:+.3f} Dice, "
                 f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} accuracy")
         if not (is_converged(mtl) and is_converged(other)):
             return profile, text + "; not tested: " + " and ".join(
@@ -306,11 +312,12 @@ def _cls_source_clause(profile: str) -> str:
 
 
 def _pair(root: Path, protocol: str) -> tuple[Path, Path] | None:
-    """MTL-OCA's and UNet (ST)'s runs under ``protocol`` from the newest profile where both are complete."""
+    """MTL-OCA's and UNet (ST)'s runs under ``protocol`` from the newest profile where both are
+    complete (each one's longer run where it did not converge, ``experiments.run_of_record``)."""
     for profile in PROFILES:
         pair = [root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
         if all(_complete(rd) for rd in pair):
-            return pair[0], pair[1]
+            return run_of_record(pair[0]), run_of_record(pair[1])
     return None
 
 
@@ -344,12 +351,24 @@ def _comparison_sentence(mtl: Path, unet: Path, protocol: str) -> str:
     both = is_converged(mtl) and is_converged(unet)
     where = "the same folds" if protocol == "grouped" else "the same image-level folds"
     return (f"{'Under the image-level protocol, against' if protocol == 'image' else 'Against'} UNet (ST) on "
-            f"{where} (both `{Path(mtl).parents[1].name}`) MTL-OCA differs by {a['dice'] - b['dice']:+.3f} Dice, "
+            f"{where} ({_schedules(mtl, unet)}) MTL-OCA differs by {a['dice'] - b['dice']:+.3f} Dice, "
             f"{a['dice_lesion'] - b['dice_lesion']:+.3f} lesion Dice and {a['accuracy'] - b['accuracy']:+.3f} "
             "accuracy; " + (_claim(mtl, unet, protocol) if both else
                             "the paper's claim is not tested on these runs: "
                             + " and ".join(n for n, rd in (("MTL-OCA", mtl), ("UNet (ST)", unet))
                                            if not is_converged(rd)) + " did not converge by the rule."))
+
+
+def _schedules(mtl: Path, other: Path, name: str = "UNet (ST)") -> str:
+    """"both `cpu_light60`", or, where one run was retrained longer, each run's profile and epochs."""
+    from mtloca_lib.engine.config import RunConfig
+
+    profiles = [Path(rd).parents[1].name for rd in (mtl, other)]
+    if profiles[0] == profiles[1]:
+        return f"both `{profiles[0]}`"
+    epochs = [RunConfig.load(Path(rd) / "config.json").epochs for rd in (mtl, other)]
+    return (f"MTL-OCA `{profiles[0]}`, {epochs[0]} epochs, against {name} `{profiles[1]}`, {epochs[1]} epochs: "
+            f"{name}'s `{profiles[0]}` run did not converge by the rule, so it was retrained longer")
 
 
 def _protocol_deltas(root: Path) -> list[str]:

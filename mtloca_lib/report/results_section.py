@@ -34,6 +34,7 @@ import pandas as pd
 from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS
 from mtloca_lib.engine.experiments import run_complete as _complete
 from mtloca_lib.engine.experiments import run_status as _status
+from mtloca_lib.engine.experiments import EXTENDED_PROFILES, extended_label, extended_run, is_extended, run_of_record
 
 REPO = REPO_ROOT
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
@@ -118,6 +119,32 @@ def _md(df: pd.DataFrame, keep_text: bool = False) -> str:
     return df.to_markdown(index=False, disable_numparse=keep_text)
 
 
+def _longer_rows(rd: Path, base_row: dict, name_key: str, model: str, status_key: str) -> list[dict]:
+    """The row of ``rd``'s configuration retrained longer (``experiments.extended_run``), shown right
+    below a complete run that did not converge: its numbers once complete, else how far it is."""
+    from mtloca_lib.engine.convergence import is_converged
+
+    longer = extended_run(rd)
+    if longer is None or not longer.is_dir() or not _complete(rd) or is_converged(rd):
+        return []
+    if not _complete(longer):
+        return [{**base_row, name_key: f"{DISPLAY[model]}, longer (`{longer.parents[1].name}`)",
+                 status_key: _status(longer)}]
+    return [{**base_row, name_key: extended_label(model, longer), **_row(pd.read_csv(longer / "fold_metrics.csv")),
+             "machine, time": _machine(longer), status_key: _converged(longer)}]
+
+
+def _longer_caption(rows: list[dict], name_key: str) -> str:
+    """A sentence on the rows of runs retrained longer, when the table has one."""
+    longer = [r[name_key] for r in rows if "longer (`" in r[name_key] or r[name_key].endswith(" epochs")]
+    if not longer:
+        return ""
+    return (" A row named with its epochs (" + ", ".join(dict.fromkeys(longer)) + ") is the configuration above "
+            "it retrained longer, nothing else changed (`" + "`, `".join(sorted(set(EXTENDED_PROFILES.values())))
+            + "`), because its run of this profile did not converge by the rule; the paired tests use the "
+            "longer run and name its schedule.")
+
+
 def comparison_block(root: Path, profile: str) -> list[str]:
     rows, tests_runs = [], {}
     legacy = profile == UNDERTRAINED_PROFILE
@@ -129,11 +156,13 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                     rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
                                  "converged": _status(rd)})
                 continue
-            tests_runs.setdefault(protocol, {})[model] = rd
+            tests_runs.setdefault(protocol, {})[model] = rd if legacy else run_of_record(rd)
             row = {"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
                    **_row(pd.read_csv(rd / "fold_metrics.csv"))}
             row.update({"device": _device(rd)} if legacy else {"machine, time": _machine(rd)})
             rows.append({**row, "converged": _converged(rd)})
+            if not legacy:
+                rows += _longer_rows(rd, {"protocol": PROTOCOL_NAMES[protocol]}, "model", model, "converged")
     if not any("dice" in r for r in rows):
         return []
     title = ("**Tables 2 and 3 (segmentation, classification): mean ± std over the 5 folds, seed 0.** " if legacy else
@@ -141,7 +170,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
              "5 folds, seed 0.** ")
     out = [title + "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
            "lesion Dice/HD95 (pixels at 128 px) over images with a lesion; accuracy and macro AUC "
-           "of the 3-class prediction.", "", _md(_ordered(rows)), ""]
+           "of the 3-class prediction." + _longer_caption(rows, "model"), "", _md(_ordered(rows)), ""]
     # the protocol effect, per model, in mean over folds
     eff = []
     for model in COMPARISON_MODELS:
@@ -151,6 +180,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
             eff.append({"model": DISPLAY[model],
                         **{f"Δ {m} (grouped − image)": f"{b[m].mean() - a[m].mean():+.3f}"
                            for m in ("dice", "dice_lesion", "iou", "accuracy", "macro_auc")}})
+    # the protocol effect compares runs of one schedule (this profile's), so a longer run is not used
     if eff:
         out += ["**How much the leakage-free protocol changes each number** (grouped minus image-level, "
                 "means over folds):", "", _md(pd.DataFrame(eff)), ""]
@@ -160,18 +190,30 @@ def comparison_block(root: Path, profile: str) -> list[str]:
     if complete or not legacy:
         t = paired_tests(tests_runs, [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")])
         if len(t):
-            out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"))
+            out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"),
+                                tests_runs)
     return out
 
 
-def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None) -> pd.DataFrame:
-    """Paired-test rows (:func:`~mtloca_lib.engine.comparisons.paired_tests`) as shown, Holm-adjusted."""
+def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None, runs: dict | None = None) -> pd.DataFrame:
+    """Paired-test rows (:func:`~mtloca_lib.engine.comparisons.paired_tests`) as shown, Holm-adjusted.
+
+    Args:
+        t: the tests.
+        devices: one device per row, shown in a column when given.
+        runs: the protocol -> model -> run directory the tests were made on; a model whose run
+            is a longer run (``experiments.is_extended``) is named with its epochs.
+    """
     from mtloca_lib.engine.comparisons import holm
+
+    def name(protocol: str, model: str) -> str:
+        rd = (runs or {}).get(protocol, {}).get(model)
+        return extended_label(model, rd) if rd is not None and is_extended(rd) else DISPLAY[model]
 
     t["p_holm"] = holm(t["p_value"])
     shown = pd.DataFrame({
         "protocol": [PROTOCOL_NAMES[p] for p in t["protocol"]],
-        "comparison": [f"{DISPLAY[a]} vs {DISPLAY[b]}" for a, b in zip(t["model_a"], t["model_b"])],
+        "comparison": [f"{name(p, a)} vs {name(p, b)}" for p, a, b in zip(t["protocol"], t["model_a"], t["model_b"])],
         **({"device": devices} if devices is not None else {}),
         "metric": np.where(t["test"] == "wilcoxon", "Dice (Wilcoxon)", "accuracy (McNemar)"),
         "mean difference (a − b)": [f"{(md if tt == 'wilcoxon' else ad):+.3f}" for tt, md, ad in
@@ -183,10 +225,10 @@ def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None) -> pd.DataFr
     return shown
 
 
-def _tests_table(t: pd.DataFrame, scope: str) -> list[str]:
+def _tests_table(t: pd.DataFrame, scope: str, runs: dict | None = None) -> list[str]:
     return ["**Which differences are significant** (paired over the same 624 images: Wilcoxon "
             "signed-rank on per-image Dice, McNemar on per-image correctness; Holm over the "
-            f"{scope}):", "", _md(_tests_frame(t)), ""]
+            f"{scope}):", "", _md(_tests_frame(t, runs=runs)), ""]
 
 
 def ablation_block(root: Path, profile: str) -> list[str]:
@@ -203,6 +245,8 @@ def ablation_block(root: Path, profile: str) -> list[str]:
                 rows.append({"protocol": PROTOCOL_NAMES[protocol], "configuration": DISPLAY[model],
                              **_row(pd.read_csv(rd / "fold_metrics.csv")), **where,
                              "source": "run directory" if legacy else _converged(rd)})
+                if not legacy:
+                    rows += _longer_rows(rd, {"protocol": PROTOCOL_NAMES[protocol]}, "configuration", model, "source")
                 found = True
             if len(logs) and not (found and _device(rd) == "NVIDIA H200"):
                 # the same configuration's lost H200 run, kept beside a later (CPU) run directory
@@ -233,7 +277,8 @@ def ablation_block(root: Path, profile: str) -> list[str]:
         f"**Table 6 (ablation), the `{profile}` profile: mean ± std over folds, seed 0.**"
     out = [title + " (1) no OCA, classification from "
            "the mask features; (2) OCA, classification from the OCA-refined mask; MTL-OCA the proposed "
-           "model." + _cls_source_caveat(profile) + _extra_caption(rows), "", _md(table), ""]
+           "model." + _cls_source_caveat(profile) + _extra_caption(rows) + _longer_caption(rows, "configuration"),
+           "", _md(table), ""]
     return out + ablation_tests_block(root, profile)
 
 
@@ -266,6 +311,8 @@ def ablation_tests_block(root: Path, profile: str, title: str = "**Table 6, pair
     runs = {}
     for protocol in ("image", "grouped"):
         variants = {m: root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ABLATION_MODELS[:2]}
+        if profile != UNDERTRAINED_PROFILE:  # a variant that did not converge: its longer run, if complete
+            variants = {m: run_of_record(rd) for m, rd in variants.items()}
         if not all(_complete(rd) for rd in variants.values()):
             continue
         devices = {_device(rd) for rd in variants.values()}
@@ -281,7 +328,7 @@ def ablation_tests_block(root: Path, profile: str, title: str = "**Table 6, pair
     if not runs:
         return []
     t = paired_tests(runs, [("mtl_oca", m) for m in ABLATION_MODELS[:2] + EXTRA_ABLATION_MODELS])
-    shown = _tests_frame(t, devices=[_device(runs[p]["mtl_oca"]) for p in t["protocol"]])
+    shown = _tests_frame(t, devices=[_device(runs[p]["mtl_oca"]) for p in t["protocol"]], runs=runs)
     return [f"{title} (only between runs made on the same device, so that the "
             "device's different random draws do not pass for a model effect; Holm over these tests):",
             "", _md(shown), ""]
