@@ -111,6 +111,8 @@ def test_results_block_shows_and_tests_the_longer_run(tmp_path):
     shutil.rmtree(longer / "fold4")
     partial = "\n".join(rs.comparison_block(tmp_path, OF_RECORD))
     assert "UNet (ST), longer (`cpu_light80`)" in partial and "4 of 5 folds" in partial
+    said = findings.sentences(findings.findings_table(tmp_path)[1])[-1]
+    assert "UNet (ST) (image) (retrained longer, `cpu_light80`: 4 of 5 folds)" in said
     assert "MTL-OCA vs UNet (ST)" in _compared(partial)  # tests stay on the run of this profile
     shutil.rmtree(longer)
     shutil.copytree(dst / "unet_st-seed0", longer)

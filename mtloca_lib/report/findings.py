@@ -177,7 +177,8 @@ def _unfinished(root: Path | None, runs: dict) -> str:
     if root is None:
         return ""
     text = ""
-    stalled = [f"{DISPLAY[m]} ({p})" for (m, p), rd in runs.items() if convergence_status(rd)["converged"] is not True]
+    stalled = [f"{DISPLAY[m]} ({p})" + _retraining(rd) for (m, p), rd in runs.items()
+               if convergence_status(rd)["converged"] is not True]
     if stalled:
         text += "; not converged by the rule: " + ", ".join(stalled)
     grouped = runs.get(("mtl_oca", "grouped"))
@@ -188,6 +189,17 @@ def _unfinished(root: Path | None, runs: dict) -> str:
         text += (f"; grouped seeds 1-2 of MTL-OCA, UNet (ST) and (1) no OCA (`{base.parent.name}`): "
                  f"{len(done)} of {len(seeds)} runs complete")
     return text
+
+
+def _retraining(rd: Path) -> str:
+    """" (retrained longer, `cpu_light80`: 2 of 5 folds)" for a run whose longer run has started and
+    is not complete (``experiments.extended_run``); "" otherwise."""
+    from mtloca_lib.engine.experiments import extended_run, run_status
+
+    longer = extended_run(rd)
+    if longer is None or not longer.is_dir() or _complete(longer):
+        return ""
+    return f" (retrained longer, `{longer.parents[1].name}`: {run_status(longer)})"
 
 
 def _seed_sentences(base: Path) -> list[str]:
