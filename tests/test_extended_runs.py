@@ -152,3 +152,7 @@ def test_table6_shows_and_tests_the_longer_run_of_a_variant(tmp_path):
     assert sum(len(c := line.split("|")) > 3 and c[2].strip() == label for line in text.splitlines()) == 1
     assert _compared(text).count(f"MTL-OCA vs {label}") == 2
     assert "MTL-OCA vs (2) OCA, cls from OCA mask" not in _compared(text)
+    # the schedule table follows the run's rise on to the longer profile
+    schedule = "\n".join(rs.schedule_block(tmp_path))
+    row = next(line for line in schedule.splitlines() if "| (2) OCA, cls from OCA mask" in line)
+    assert "+0.013 -> " in row and "0.000 (`cpu_light80`)" in row  # a flat tail: its rise is 0

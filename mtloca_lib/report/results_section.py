@@ -482,6 +482,9 @@ def schedule_block(root: Path, short: str | None = None, long: str | None = None
                 if p == long or has_short}
         row["rise (rule: < 0.01)"] = " -> ".join("n/a" if np.isnan(rise[p]) else f"{rise[p]:+.3f}"
                                                   for p in (short, long) if p in rise)
+        longer = extended_run(rd_long)
+        if longer is not None and _complete(longer):  # retrained longer still: its rise too
+            row["rise (rule: < 0.01)"] += f" -> {convergence_status(longer)['rise']:+.3f} (`{longer.parents[1].name}`)"
         row["converged"] = _converged(rd_long)
         row["machine, time"] = _machine(rd_long)
         rows.append(row)
@@ -492,7 +495,8 @@ def schedule_block(root: Path, short: str | None = None, long: str | None = None
         return [f"**The same runs against the shorter schedule** (`{long}` against `{short}`, the same recipe "
                 f"with fewer epochs; means over the 5 folds, Δ = `{long}` minus `{short}`; `rise` is the "
                 f"convergence rule's rise of the mean validation Dice over the last 20 % of epochs, `{short}` "
-                f"-> `{long}`).", "", _md(_ordered(rows), keep_text=True), ""]
+                f"-> `{long}`, and on to the longer profile where a run was retrained longer).", "",
+                _md(_ordered(rows), keep_text=True), ""]
     out = [f"**A longer schedule: the `{long}` profile** (`{short}` trained longer, nothing else changed; "
            f"means over the 5 folds, Δ against the `{short}` run of the same configuration; `rise` is the "
            f"convergence rule's rise of the mean validation Dice over the last 20 % of epochs, `{short}` -> "
