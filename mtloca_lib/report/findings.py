@@ -405,12 +405,39 @@ def _claim(mtl: Path, unet: Path, protocol: str = "grouped") -> str:
     t = paired_tests({protocol: {"mtl_oca": mtl, "unet_st": unet}}, [("mtl_oca", "unet_st")])
     dice = t[t["test"] == "wilcoxon"].iloc[0]
     acc = t[t["test"] == "mcnemar"].iloc[0]
-    verdict = ("holds" if dice["mean_difference"] > 0 and dice["p_value"] < 0.05 else
-               "is contradicted" if dice["mean_difference"] < 0 and dice["p_value"] < 0.05 else
+    holm = _holm_p(mtl, unet, protocol)
+    significant = dice["p_value"] < 0.05 and (holm is None or holm[0] < 0.05)
+    verdict = ("holds" if dice["mean_difference"] > 0 and significant else
+               "is contradicted" if dice["mean_difference"] < 0 and significant else
                "is not supported (no significant difference)")
+    why = ""
+    if dice["p_value"] < 0.05 and not significant:
+        verdict = "is not supported"
+        why = (f": the Dice difference is significant at 0.05 alone, not after Holm's correction over the "
+               f"{holm[1]} tests of Tables 2-3 in the results")
+    holm_text = f", Holm-adjusted p = {holm[0]:.2g}" if holm is not None else ""
     return (f"both runs converged, so the paper's claim that MTL-OCA segments better than UNet (ST) is tested "
-            f"here: it {verdict} on these runs (paired Wilcoxon over the {int(dice['n'])} images, p = "
-            f"{dice['p_value']:.2g}; accuracy, McNemar: p = {acc['p_value']:.2g}; one seed).")
+            f"here: it {verdict} on these runs{why} (paired Wilcoxon over the {int(dice['n'])} images, p = "
+            f"{dice['p_value']:.2g}{holm_text}; accuracy, McNemar: p = {acc['p_value']:.2g}; one seed).")
+
+
+def _holm_p(mtl: Path, unet: Path, protocol: str) -> tuple[float, int] | None:
+    """(Holm-adjusted p, number of tests) of the Dice test between these two runs among the results
+    block's Tables 2-3 tests (``results_section.comparison_tests``), or None where that block does not
+    test these very runs."""
+    from mtloca_lib.engine.experiments import EXTENDED_PROFILES
+    from mtloca_lib.report.results_section import _comparison_runs, comparison_tests
+
+    profile = Path(mtl).parents[1].name
+    profile = next((k for k, v in EXTENDED_PROFILES.items() if v == profile), profile)
+    root = Path(mtl).parents[4]
+    runs = _comparison_runs(root, profile).get(protocol, {})
+    if runs.get("mtl_oca") != Path(mtl) or runs.get("unet_st") != Path(unet):
+        return None
+    t = comparison_tests(root, profile)
+    row = t[(t["protocol"] == protocol) & (t["model_a"] == "mtl_oca") & (t["model_b"] == "unet_st")
+            & (t["test"] == "wilcoxon")]
+    return (float(row["p_holm"].iloc[0]), len(t)) if len(row) else None
 
 
 def draw_figure(used: dict, root: Path = REPO) -> Path | None:

@@ -145,8 +145,34 @@ def _longer_caption(rows: list[dict], name_key: str) -> str:
             "longer run and name its schedule.")
 
 
+COMPARED_PAIRS = [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")]
+
+
+def _comparison_runs(root: Path, profile: str) -> dict[str, dict[str, Path]]:
+    """protocol -> model -> the complete seed-0 run that Tables 2-3's paired tests use: this profile's,
+    or its longer run where it did not converge (``experiments.run_of_record``; not for the undertrained profile)."""
+    runs: dict[str, dict[str, Path]] = {}
+    for protocol in ("image", "grouped"):
+        for model in COMPARISON_MODELS:
+            rd = root / "runs" / "busi" / profile / protocol / f"{model}-seed0"
+            if _complete(rd):
+                runs.setdefault(protocol, {})[model] = rd if profile == UNDERTRAINED_PROFILE else run_of_record(rd)
+    return runs
+
+
+def comparison_tests(root: Path = REPO, profile: str | None = None) -> pd.DataFrame:
+    """The paired tests of the results block's Tables 2-3 (:data:`COMPARED_PAIRS`, both protocols),
+    with ``p_holm`` over all of them, as the block shows them; empty when no pair is complete."""
+    from mtloca_lib.engine.comparisons import holm, paired_tests
+
+    t = paired_tests(_comparison_runs(root, profile or CURRENT_PROFILE), COMPARED_PAIRS)
+    if len(t):
+        t["p_holm"] = holm(t["p_value"])
+    return t
+
+
 def comparison_block(root: Path, profile: str) -> list[str]:
-    rows, tests_runs = [], {}
+    rows, own_runs = [], {}
     legacy = profile == UNDERTRAINED_PROFILE
     for protocol in ("image", "grouped"):
         for model in COMPARISON_MODELS:
@@ -156,7 +182,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                     rows.append({"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
                                  "converged": _status(rd)})
                 continue
-            tests_runs.setdefault(protocol, {})[model] = rd if legacy else run_of_record(rd)
+            own_runs.setdefault(protocol, {})[model] = rd
             row = {"protocol": PROTOCOL_NAMES[protocol], "model": DISPLAY[model],
                    **_row(pd.read_csv(rd / "fold_metrics.csv"))}
             row.update({"device": _device(rd)} if legacy else {"machine, time": _machine(rd)})
@@ -171,24 +197,23 @@ def comparison_block(root: Path, profile: str) -> list[str]:
     out = [title + "Dice and IoU over all images (a normal image scores 1 only if nothing is predicted); "
            "lesion Dice/HD95 (pixels at 128 px) over images with a lesion; accuracy and macro AUC "
            "of the 3-class prediction." + _longer_caption(rows, "model"), "", _md(_ordered(rows)), ""]
-    # the protocol effect, per model, in mean over folds
+    # the protocol effect, per model, in mean over folds: runs of one schedule (this profile's), so a
+    # longer run is not used
     eff = []
     for model in COMPARISON_MODELS:
-        if all(model in tests_runs.get(p, {}) for p in ("image", "grouped")):
-            a = pd.read_csv(tests_runs["image"][model] / "fold_metrics.csv")
-            b = pd.read_csv(tests_runs["grouped"][model] / "fold_metrics.csv")
+        if all(model in own_runs.get(p, {}) for p in ("image", "grouped")):
+            a = pd.read_csv(own_runs["image"][model] / "fold_metrics.csv")
+            b = pd.read_csv(own_runs["grouped"][model] / "fold_metrics.csv")
             eff.append({"model": DISPLAY[model],
                         **{f"Δ {m} (grouped − image)": f"{b[m].mean() - a[m].mean():+.3f}"
                            for m in ("dice", "dice_lesion", "iou", "accuracy", "macro_auc")}})
-    # the protocol effect compares runs of one schedule (this profile's), so a longer run is not used
     if eff:
         out += ["**How much the leakage-free protocol changes each number** (grouped minus image-level, "
                 "means over folds):", "", _md(pd.DataFrame(eff)), ""]
-    from mtloca_lib.engine.comparisons import paired_tests
-
-    complete = len(tests_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in tests_runs.values())
+    complete = len(own_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in own_runs.values())
     if complete or not legacy:
-        t = paired_tests(tests_runs, [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")])
+        tests_runs = _comparison_runs(root, profile)
+        t = comparison_tests(root, profile)
         if len(t):
             out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"),
                                 tests_runs)
