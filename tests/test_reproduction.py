@@ -35,6 +35,11 @@ def test_wilcoxon_significant_both_directions(shift, word):
     assert s.endswith("significant at 0.05.") and "not significant" not in s
     claim = R_reproduction_report.describe_claim(row)
     assert ("holds" in claim) == (shift > 0) and ("contradicted" in claim) == (shift < 0)
+    # significant alone, but not after Holm's correction over the tests it was made with
+    corrected = R_reproduction_report.describe_claim({**dict(row), "p_holm": 0.2})
+    assert "not supported after Holm's correction" in corrected and "Holm p = 0.2" in corrected
+    assert "holds" not in corrected and "contradicted" not in corrected
+    assert R_reproduction_report.describe_claim({**dict(row), "p_holm": 0.01}) == claim
 
 
 @pytest.mark.parametrize("sign, word", [(1, "higher"), (-1, "lower")])

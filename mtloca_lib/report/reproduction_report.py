@@ -192,7 +192,9 @@ def describe_claim(row: Mapping, alpha: float = ALPHA, names: Mapping[str, str] 
     holds: a is ahead and the test is significant; not supported: a is not ahead
     significantly (ahead but not significant, or level); contradicted: a is behind and
     the test is significant; not tested: a row whose ``converged_a`` or ``converged_b``
-    is False (a model that had not finished learning says nothing about the method).
+    is False (a model that had not finished learning says nothing about the method). A row
+    with a ``p_holm`` (Holm-adjusted over the tests it was made with) is significant only
+    when that is below ``alpha`` too.
     """
     a = names.get(row["model_a"], row["model_a"])
     b = names.get(row["model_b"], row["model_b"])
@@ -206,6 +208,11 @@ def describe_claim(row: Mapping, alpha: float = ALPHA, names: Mapping[str, str] 
     what = "Dice" if row["test"] == "wilcoxon" else "accuracy"
     d = float(row["mean_difference"] if row["test"] == "wilcoxon" else row["accuracy_difference"])
     sig = not np.isnan(p) and p < alpha
+    p_holm = float(row["p_holm"]) if "p_holm" in row and row["p_holm"] is not None else float("nan")
+    if sig and not np.isnan(p_holm) and p_holm >= alpha:
+        side = "ahead" if d > 0 else "behind"
+        return (f"The claim that {a} has a higher {what} than {b} is not supported after Holm's correction: "
+                f"{a} is {side}, significantly alone (p = {_p(p)}) but not among all the tests (Holm p = {_p(p_holm)}).")
     if d > 0 and sig:
         verdict = f"holds: {a} is ahead, significantly (p = {_p(p)})"
     elif d < 0 and sig:
