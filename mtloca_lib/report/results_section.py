@@ -148,7 +148,7 @@ def _longer_caption(rows: list[dict], name_key: str) -> str:
 COMPARED_PAIRS = [("mtl_oca", "unet_st"), ("mtl_oca", "mt_dunet"), ("mt_dunet", "unet_st")]
 
 
-def _comparison_runs(root: Path, profile: str) -> dict[str, dict[str, Path]]:
+def comparison_runs(root: Path, profile: str) -> dict[str, dict[str, Path]]:
     """protocol -> model -> the complete seed-0 run that Tables 2-3's paired tests use: this profile's,
     or its longer run where it did not converge (``experiments.run_of_record``; not for the undertrained profile)."""
     runs: dict[str, dict[str, Path]] = {}
@@ -165,7 +165,7 @@ def comparison_tests(root: Path = REPO, profile: str | None = None) -> pd.DataFr
     with ``p_holm`` over all of them, as the block shows them; empty when no pair is complete."""
     from mtloca_lib.engine.comparisons import holm, paired_tests
 
-    t = paired_tests(_comparison_runs(root, profile or CURRENT_PROFILE), COMPARED_PAIRS)
+    t = paired_tests(comparison_runs(root, profile or CURRENT_PROFILE), COMPARED_PAIRS)
     if len(t):
         t["p_holm"] = holm(t["p_value"])
     return t
@@ -212,7 +212,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
                 "means over folds):", "", _md(pd.DataFrame(eff)), ""]
     complete = len(own_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in own_runs.values())
     if complete or not legacy:
-        tests_runs = _comparison_runs(root, profile)
+        tests_runs = comparison_runs(root, profile)
         t = comparison_tests(root, profile)
         if len(t):
             out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"),
