@@ -156,3 +156,10 @@ def test_table6_shows_and_tests_the_longer_run_of_a_variant(tmp_path):
     schedule = "\n".join(rs.schedule_block(tmp_path))
     row = next(line for line in schedule.splitlines() if "| (2) OCA, cls from OCA mask" in line)
     assert "+0.013 -> " in row and "0.000 (`cpu_light80`)" in row  # a flat tail: its rise is 0
+
+
+def test_base_profile_names_the_profile_a_longer_run_replaces(tmp_path):
+    base = tmp_path / "runs" / "busi"
+    assert ex.base_profile(base / LONGER / "image" / "unet_st-seed0") == OF_RECORD
+    assert ex.base_profile(base / OF_RECORD / "image" / "unet_st-seed0") == OF_RECORD
+    assert ex.base_profile(base / "cpu_light" / "grouped" / "mtl_oca-seed0") == "cpu_light"

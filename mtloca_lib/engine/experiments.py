@@ -239,6 +239,13 @@ def is_extended(run_dir: str | Path) -> bool:
     return len(run_dir.parts) >= 3 and run_dir.parents[1].name in EXTENDED_PROFILES.values()
 
 
+def base_profile(run_dir: str | Path) -> str:
+    """The profile of record a run belongs to: its own profile, or for a longer run the profile whose
+    run it replaces (:data:`EXTENDED_PROFILES`)."""
+    profile = Path(run_dir).parents[1].name
+    return next((short for short, longer in EXTENDED_PROFILES.items() if longer == profile), profile)
+
+
 def extended_label(model: str, run_dir: str | Path) -> str:
     """How tables name a model's longer run: e.g. "UNet (ST), 80 epochs"."""
     epochs = RunConfig.from_dict(read_json(Path(run_dir) / "config.json")).epochs

@@ -375,15 +375,14 @@ def _schedules(mtl: Path, other: Path, name: str = "UNet (ST)") -> str:
     """"both `cpu_light60`", or, where one run was retrained longer, each run's profile and epochs."""
     from mtloca_lib.engine.config import RunConfig
 
-    from mtloca_lib.engine.experiments import EXTENDED_PROFILES, is_extended
+    from mtloca_lib.engine.experiments import base_profile, is_extended
 
     profiles = [Path(rd).parents[1].name for rd in (mtl, other)]
     if profiles[0] == profiles[1]:
         return f"both `{profiles[0]}`"
     epochs = [RunConfig.load(Path(rd) / "config.json").epochs for rd in (mtl, other)]
-    why = [f"{n}'s `{next((k for k, v in EXTENDED_PROFILES.items() if v == prof), prof)}` run did not converge "
-           "by the rule, so it was retrained longer"
-           for n, rd, prof in (("MTL-OCA", mtl, profiles[0]), (name, other, profiles[1])) if is_extended(rd)]
+    why = [f"{n}'s `{base_profile(rd)}` run did not converge by the rule, so it was retrained longer"
+           for n, rd in (("MTL-OCA", mtl), (name, other)) if is_extended(rd)]
     return (f"MTL-OCA `{profiles[0]}`, {epochs[0]} epochs, against {name} `{profiles[1]}`, {epochs[1]} epochs"
             + (": " + "; ".join(why) if why else ""))
 
@@ -430,16 +429,14 @@ def _holm_p(mtl: Path, unet: Path, protocol: str) -> tuple[float, int] | None:
     """(Holm-adjusted p, number of tests) of the Dice test between these two runs among the results
     block's Tables 2-3 tests (``results_section.comparison_tests``), or None where that block does not
     test these very runs."""
-    from mtloca_lib.engine.experiments import EXTENDED_PROFILES
+    from mtloca_lib.engine.experiments import base_profile
     from mtloca_lib.report.results_section import comparison_runs, comparison_tests
 
-    profile = Path(mtl).parents[1].name
-    profile = next((k for k, v in EXTENDED_PROFILES.items() if v == profile), profile)
-    root = Path(mtl).parents[4]
-    runs = comparison_runs(root, profile).get(protocol, {})
-    if runs.get("mtl_oca") != Path(mtl) or runs.get("unet_st") != Path(unet):
+    profile, root = base_profile(mtl), Path(mtl).parents[4]
+    runs = comparison_runs(root, profile)
+    if runs.get(protocol, {}).get("mtl_oca") != Path(mtl) or runs.get(protocol, {}).get("unet_st") != Path(unet):
         return None
-    t = comparison_tests(root, profile)
+    t = comparison_tests(root, profile, runs)
     row = t[(t["protocol"] == protocol) & (t["model_a"] == "mtl_oca") & (t["model_b"] == "unet_st")
             & (t["test"] == "wilcoxon")]
     return (float(row["p_holm"].iloc[0]), len(t)) if len(row) else None

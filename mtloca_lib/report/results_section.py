@@ -160,12 +160,14 @@ def comparison_runs(root: Path, profile: str) -> dict[str, dict[str, Path]]:
     return runs
 
 
-def comparison_tests(root: Path = REPO, profile: str | None = None) -> pd.DataFrame:
+def comparison_tests(root: Path = REPO, profile: str | None = None, runs: dict | None = None) -> pd.DataFrame:
     """The paired tests of the results block's Tables 2-3 (:data:`COMPARED_PAIRS`, both protocols),
-    with ``p_holm`` over all of them, as the block shows them; empty when no pair is complete."""
+    with ``p_holm`` over all of them, as the block shows them; empty when no pair is complete.
+    ``runs``: :func:`comparison_runs` of the same root and profile, when the caller has it already."""
     from mtloca_lib.engine.comparisons import holm, paired_tests
 
-    t = paired_tests(comparison_runs(root, profile or CURRENT_PROFILE), COMPARED_PAIRS)
+    runs = comparison_runs(root, profile or CURRENT_PROFILE) if runs is None else runs
+    t = paired_tests(runs, COMPARED_PAIRS)
     if len(t):
         t["p_holm"] = holm(t["p_value"])
     return t
@@ -213,7 +215,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
     complete = len(own_runs) == 2 and all(len(v) == len(COMPARISON_MODELS) for v in own_runs.values())
     if complete or not legacy:
         tests_runs = comparison_runs(root, profile)
-        t = comparison_tests(root, profile)
+        t = comparison_tests(root, profile, tests_runs)
         if len(t):
             out += _tests_table(t, f"{len(t)} tests" + ("" if complete else ", those whose two runs are complete"),
                                 tests_runs)
