@@ -5,8 +5,8 @@ import argparse
 
 import torch
 
-from mtloca_lib.engine.benchmark import PathSpec, engine_paths, make_trainer
-from mtloca_lib.engine.config import make_config
+from mtloca_lib.perf.benchmark import PathSpec, engine_paths, make_trainer
+from mtloca_lib.config.run_config import make_config
 
 
 def step_parser(doc: str, **extra: int) -> argparse.ArgumentParser:
@@ -23,7 +23,7 @@ def fast_trainer(args: argparse.Namespace, wrap=None) -> tuple:
     """Set torch's thread count from ``args``; return (one training step on the engine's fast
     path of ``args.model``, ``cpu`` profile, 128x128, batch 16, on the CPU; that path).
 
-    ``wrap`` goes to :func:`mtloca_lib.engine.benchmark.make_trainer` (e.g. ``torch.compile``).
+    ``wrap`` goes to :func:`mtloca_lib.perf.benchmark.make_trainer` (e.g. ``torch.compile``).
     """
     torch.set_num_threads(args.threads)
     dev = torch.device("cpu")

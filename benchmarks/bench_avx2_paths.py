@@ -37,9 +37,9 @@ def measure(args) -> dict:
     import torch
 
     from mtloca_lib import hardware
-    from mtloca_lib.engine.benchmark import PathSpec, engine_paths, make_trainer
-    from mtloca_lib.engine.config import make_config
-    from mtloca_lib.engine.roofline import matmul_peak
+    from mtloca_lib.perf.benchmark import PathSpec, engine_paths, make_trainer
+    from mtloca_lib.config.run_config import make_config
+    from mtloca_lib.perf.roofline import matmul_peak
     from mtloca_lib.runio import environment_info
 
     torch.set_num_threads(args.threads)

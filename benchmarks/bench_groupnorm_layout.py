@@ -27,12 +27,12 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mtloca_lib.engine.benchmark import _batch
-from mtloca_lib.engine.channels_last import prepare_memory_format
-from mtloca_lib.engine.config import make_config
+from mtloca_lib.perf.benchmark import _batch
+from mtloca_lib.training.channels_last import prepare_memory_format
+from mtloca_lib.config.run_config import make_config
 from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.runio import environment_info, git_commit
-from mtloca_lib.engine.train import build_for_run, train_step
+from mtloca_lib.training.loop import build_for_run, train_step
 
 CL = torch.channels_last
 

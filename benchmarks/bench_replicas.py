@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/bench_replicas.py [--threads 1] [--replicas 3] [--rounds 5]
 
-Prints the three rows of :func:`mtloca_lib.engine.benchmark_replicas.replica_rows` (what
+Prints the three rows of :func:`mtloca_lib.perf.benchmark_replicas.replica_rows` (what
 ``mtloca benchmark`` includes in its table), for a quick measurement while other jobs run:
 compare only the ratios of one run.
 """
@@ -18,10 +18,10 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import torch  # noqa: E402
 
-from mtloca_lib.engine.benchmark import FULL, engine_paths, train_step_flops  # noqa: E402
-from mtloca_lib.engine.benchmark_replicas import replica_rows  # noqa: E402
-from mtloca_lib.engine.config import make_config  # noqa: E402
-from mtloca_lib.engine.train import select_device  # noqa: E402
+from mtloca_lib.perf.benchmark import FULL, engine_paths, train_step_flops  # noqa: E402
+from mtloca_lib.perf.benchmark_replicas import replica_rows  # noqa: E402
+from mtloca_lib.config.run_config import make_config  # noqa: E402
+from mtloca_lib.training.loop import select_device  # noqa: E402
 
 
 def main() -> int:

@@ -21,11 +21,11 @@ keeps working whatever the module it lives in.
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "make_config": "mtloca_lib.engine.config",
-    "RunConfig": "mtloca_lib.engine.config",
-    "run_cv": "mtloca_lib.engine.cv",
-    "train_final": "mtloca_lib.engine.final",
-    "evaluate_external": "mtloca_lib.engine.external",
+    "make_config": "mtloca_lib.config.run_config",
+    "RunConfig": "mtloca_lib.config.run_config",
+    "run_cv": "mtloca_lib.training.cv",
+    "train_final": "mtloca_lib.training.final",
+    "evaluate_external": "mtloca_lib.inference.external",
     "build_model": "mtloca_lib.models",
     "ModelConfig": "mtloca_lib.models",
 }

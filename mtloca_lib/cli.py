@@ -7,7 +7,7 @@ Run ``mtloca <command> --help`` for every option. Examples::
     mtloca summary runs/busi/mtl_oca runs/busi/unet_st
     mtloca predict --weights runs/busi/mtl_oca/fold0/model.pt --out preds/ image1.png image2.png
 
-May import: any stage (a face of the package: the command line, ``make reproduce``).
+May import: any stage (a face of the package).
 """
 from __future__ import annotations
 
@@ -20,7 +20,8 @@ from mtloca_lib.errors import DataError
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
-    from mtloca_lib.engine.config import DEFAULT_PROFILE, MODEL_PRESETS, PROFILES
+    from mtloca_lib.config.presets import MODEL_PRESETS
+    from mtloca_lib.config.profiles import DEFAULT_PROFILE, PROFILES
 
     p.add_argument("--model", default="mtl_oca", choices=sorted(MODEL_PRESETS),
                    help="model preset: the paper's MTL-OCA, its two ablation variants, UNet (ST) or MT-DUNet (default: %(default)s)")
@@ -45,7 +46,7 @@ def _add_run_options(p: argparse.ArgumentParser) -> None:
 def _config_from_args(args):
     import os
 
-    from mtloca_lib.engine.config import RunConfig, make_config
+    from mtloca_lib.config.run_config import RunConfig, apply_overrides, make_config
 
     overrides = {}
     for item in args.overrides:
@@ -60,21 +61,12 @@ def _config_from_args(args):
         if value is not None:
             overrides.setdefault(key, value if not isinstance(value, str) else json.dumps(value))
     if args.config is not None:
-        base = RunConfig.load(args.config).to_dict()
-        for k, v in overrides.items():
-            from mtloca_lib.engine.config import _parse_value
-
-            v = _parse_value(v) if isinstance(v, str) else v
-            if k.startswith("model."):
-                base["model"][k[6:]] = v
-            else:
-                base[k] = v
-        return RunConfig.from_dict(base)
+        return RunConfig.from_dict(apply_overrides(RunConfig.load(args.config).to_dict(), overrides))
     return make_config(args.model, args.profile, overrides)
 
 
 def cmd_train(args) -> int:
-    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.training.cv import run_cv
 
     cfg = _config_from_args(args)
     final = getattr(args, "holdout", "folds") == "none"
@@ -92,7 +84,7 @@ def cmd_train(args) -> int:
             )
     print(f"run directory: {run_dir}")
     if final:
-        from mtloca_lib.engine.final import train_final
+        from mtloca_lib.training.final import train_final
 
         train_final(cfg, run_dir, data=data)
         return 0
@@ -102,7 +94,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_matrix(args) -> int:
-    from mtloca_lib.engine.matrix import run_matrix
+    from mtloca_lib.training.matrix import run_matrix
 
     return run_matrix(args)
 
@@ -113,20 +105,20 @@ def cmd_evaluate(args) -> int:
     import pandas as pd
     import torch
 
-    from mtloca_lib.engine.config import RunConfig
-    from mtloca_lib.engine.cv import _fold_metrics, fold_table, load_data
-    from mtloca_lib.engine.train import build_for_run, evaluate_fold
+    from mtloca_lib.config.run_config import RunConfig
+    from mtloca_lib.training.cv import fold_metrics_of, fold_table, load_data
+    from mtloca_lib.training.loop import build_for_run, evaluate_fold
 
     run_dir = Path(args.run_dir)
     if getattr(args, "dataset", None):
-        from mtloca_lib.engine.external import evaluate_external, parse_class_map
+        from mtloca_lib.inference.external import evaluate_external, parse_class_map
 
         table = evaluate_external(run_dir, args.dataset, args.data, parse_class_map(args.class_map), args.name)
         print(table.to_string(index=False))
         return 0
     if not (run_dir / "config.json").exists():
         raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
-    from mtloca_lib.engine.final import is_final_run
+    from mtloca_lib.training.final import is_final_run
 
     if is_final_run(run_dir):
         raise DataError(f"{run_dir} is a final model trained on every image: it has no test folds to "
@@ -141,16 +133,16 @@ def cmd_evaluate(args) -> int:
         model.load_state_dict(torch.load(fdir, map_location="cpu", weights_only=False)["model"])
         test_idx = np.flatnonzero(folds["fold"].to_numpy() == fold)
         df, _ = evaluate_fold(model.eval(), cfg, data, test_idx, fold)
-        rows.append({"fold": fold, **_fold_metrics(df, data.class_names)})
+        rows.append({"fold": fold, **fold_metrics_of(df, data.class_names)})
     table = pd.DataFrame(rows)
     print(table.to_string(index=False))
     return 0
 
 
 def cmd_summary(args) -> int:
-    from mtloca_lib.engine.runs import run_summary
+    from mtloca_lib.evaluation.runs import run_summary
 
-    from mtloca_lib.engine.convergence import convergence_table
+    from mtloca_lib.evaluation.convergence import convergence_table
 
     table = run_summary(args.run_dirs)
     print(table.to_string())
@@ -177,7 +169,7 @@ def cmd_data(args) -> int:
 
 
 def cmd_predict(args) -> int:
-    from mtloca_lib.engine.predict import predict_files
+    from mtloca_lib.inference.predict import predict_files
 
     result = predict_files(args.images, args.weights, args.out)
     print(result.to_string(index=False))
@@ -185,7 +177,7 @@ def cmd_predict(args) -> int:
 
 
 def cmd_benchmark(args) -> int:
-    from mtloca_lib.engine.benchmark import main as bench_main
+    from mtloca_lib.perf.benchmark import main as bench_main
 
     return bench_main(args)
 
@@ -211,7 +203,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("matrix", help="train a matrix of runs (models x protocols x seeds) in parallel processes")
-    from mtloca_lib.engine.matrix import add_arguments
+    from mtloca_lib.training.matrix import add_arguments
 
     add_arguments(p)
     p.set_defaults(func=cmd_matrix)

@@ -18,7 +18,7 @@ notebook 05), every figure of UDIAT images is stripped from the executed copies,
 and ``--data-images`` defaults to ``strip``; notebook 05 then saves its Figure 7 as
 ``figure7_udiat``, a name ``.gitignore`` keeps out of git.
 
-May import: any stage (a face of the package: the command line, ``make reproduce``).
+May import: any stage (a face of the package).
 """
 from __future__ import annotations
 
@@ -179,7 +179,7 @@ def main(argv=None) -> int:
                    help="replace the repository and data-root paths in the executed copies by placeholders")
     args = p.parse_args(argv)
     if not args.profile:  # follows --dataset, not only $MTLOCA_DATASET
-        from mtloca_lib.engine.config import DEFAULT_PROFILE
+        from mtloca_lib.config.profiles import DEFAULT_PROFILE
 
         args.profile = DEFAULT_PROFILE if args.dataset != "phantom" else "demo"
     params = {k: getattr(args, k) for k in ("dataset", "data_root", "protocol", "profile", "run_root", "seed", "device",

@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import torch
 
-from mtloca_lib.engine.cv import load_data, split_train_val
-from mtloca_lib.engine.predict import load_weights
-from mtloca_lib.engine.train import network_inputs
+from mtloca_lib.training.cv import load_data, split_train_val
+from mtloca_lib.inference.predict import load_weights
+from mtloca_lib.training.loop import network_inputs
 
 
 @dataclass

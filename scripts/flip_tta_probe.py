@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from _validation_probe import main, validation_part
-from mtloca_lib.engine import metrics as M
+from mtloca_lib.evaluation import metrics as M
 
 
 def probe(run_dir: Path, fold: int, data_root: str | None) -> list[dict]:

@@ -25,7 +25,7 @@ import pandas as pd  # noqa: E402
 import torch  # noqa: E402
 from scipy.stats import mannwhitneyu  # noqa: E402
 
-from mtloca_lib.engine import cv
+from mtloca_lib.training import cv
 from mtloca_lib.data import datasets, preprocess  # noqa: E402
 from mtloca_lib.report.common import save_figure  # noqa: E402
 from mtloca_lib.runio import read_json  # noqa: E402

@@ -22,7 +22,7 @@ import torch
 from scipy import ndimage
 
 from _validation_probe import main, validation_part
-from mtloca_lib.engine import metrics as M
+from mtloca_lib.evaluation import metrics as M
 
 
 def largest_component(mask: np.ndarray, fill_holes: bool = False) -> np.ndarray:

@@ -14,7 +14,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from mtloca_lib.engine import convergence as C
+from mtloca_lib.evaluation import convergence as C
 from mtloca_lib.report import convergence as C_convergence  # noqa: E402
 from mtloca_lib.report.common import save_figure  # noqa: E402
 

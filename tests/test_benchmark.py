@@ -8,9 +8,9 @@ import pandas as pd
 import pytest
 import torch
 
-from mtloca_lib.engine import benchmark as B
+from mtloca_lib.perf import benchmark as B
 from mtloca_lib.cli import build_parser
-from mtloca_lib.engine.train import use_channels_last
+from mtloca_lib.training.loop import use_channels_last
 
 
 @pytest.fixture()
@@ -63,7 +63,7 @@ def test_flops_count_forward_and_backward():
     cfg = B.make_config("mtl_oca", "smoke", {"size": 32})
     fwd = B.train_step_flops(cfg, torch.device("cpu"), 2)
     model = B.build_for_run(cfg, 3).eval()
-    from mtloca_lib.engine.flops import count_flops
+    from mtloca_lib.perf.flops import count_flops
 
     one = count_flops(model, 32)
     # backward costs about twice the forward (input + weight gradients)

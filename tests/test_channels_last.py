@@ -1,4 +1,4 @@
-"""The channels-last fast path changes the layout, not the arithmetic (mtloca_lib.engine.channels_last)."""
+"""The channels-last fast path changes the layout, not the arithmetic (mtloca_lib.training.channels_last)."""
 from __future__ import annotations
 
 import copy
@@ -8,8 +8,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtloca_lib.engine import benchmark as B
-from mtloca_lib.engine.channels_last import (
+from mtloca_lib.perf import benchmark as B
+from mtloca_lib.training.channels_last import (
     MIN_CHANNELS_LAST_FORWARD,
     ChannelsLastGroupNorm,
     _GroupNormChannelsLastFn,

@@ -146,7 +146,7 @@ def test_data_summary_command(capsys, monkeypatch, tmp_path):
 def test_real_data_trains_with_the_default_profile_unless_told():
     """`mtloca train` and `mtloca matrix` default to the recipe behind the README's results."""
     from mtloca_lib.cli import build_parser
-    from mtloca_lib.engine.config import DEFAULT_PROFILE, PROFILES
+    from mtloca_lib.config.profiles import DEFAULT_PROFILE, PROFILES
 
     assert DEFAULT_PROFILE in PROFILES and DEFAULT_PROFILE == "cpu_light60"
     parser = build_parser()

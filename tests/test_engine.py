@@ -12,9 +12,9 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine.config import RunConfig, make_config
-from mtloca_lib.engine.cv import RunConfigMismatch, load_pred_masks, run_cv
-from mtloca_lib.engine.train import StopRequested
+from mtloca_lib.config.run_config import RunConfig, make_config
+from mtloca_lib.training.cv import RunConfigMismatch, load_pred_masks, run_cv
+from mtloca_lib.training.loop import StopRequested
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -137,7 +137,7 @@ def test_compile_is_guarded_by_device(tmp_path, cache, monkeypatch):
     """compile="auto" leaves a CPU run eager; a named mode reaches torch.compile on any device."""
     import torch
 
-    from mtloca_lib.engine.train import compile_mode
+    from mtloca_lib.training.loop import compile_mode
 
     assert compile_mode("auto", torch.device("cpu")) is None
     assert compile_mode("auto", torch.device("cuda")) == "reduce-overhead"

@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine import experiments as ex
-from mtloca_lib.engine.convergence import is_converged
+from mtloca_lib import experiments as ex
+from mtloca_lib.evaluation.convergence import is_converged
 from mtloca_lib.report import findings
 from mtloca_lib.report import results_section as rs
 
@@ -20,7 +20,7 @@ OF_RECORD, LONGER = "cpu_light60", ex.EXTENDED_PROFILES["cpu_light60"]
 def _write_run(rd: Path, epochs: int, rising: bool, folds: int = 5, k: int = 5) -> Path:
     """A minimal run directory: config, fold metrics, per-image predictions, histories whose mean
     validation Dice ends flat (converged) or still rising (not converged)."""
-    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.config.run_config import make_config
 
     cfg = make_config("unet_st", "cpu_light60").to_dict()
     cfg.update(epochs=epochs, k=k)

@@ -8,10 +8,10 @@ import pandas as pd
 import pytest
 
 from mtloca_lib.cli import main
-from mtloca_lib.engine.config import make_config
-from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.config.run_config import make_config
+from mtloca_lib.training.cv import run_cv
 from mtloca_lib.errors import DataError
-from mtloca_lib.engine.external import (
+from mtloca_lib.inference.external import (
     evaluate_external,
     load_external,
     parse_class_map,

@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtloca_lib.engine import experiments
+from mtloca_lib import experiments
 from mtloca_lib.report import (
     classification as figures_classification,
     common as figures_common,
@@ -18,8 +18,8 @@ from mtloca_lib.report import (
     segmentation as figures_segmentation,
     training as figures_training,
 )  # noqa: E402
-from mtloca_lib.engine.experiments import REPO  # noqa: E402
-from mtloca_lib.engine.metrics import classification_metrics  # noqa: E402
+from mtloca_lib.experiments import REPO  # noqa: E402
+from mtloca_lib.evaluation.metrics import classification_metrics  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -199,7 +199,7 @@ def test_figure5_and_tables():
 @pytest.fixture(scope="module")
 def tiny_runs(tmp_path_factory):
     """Three one-epoch cross-validation runs on a 9-image phantom (the engine, not a mock)."""
-    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.training.cv import run_cv
 
     tmp = tmp_path_factory.mktemp("figures")
     with pytest.MonkeyPatch.context() as mp:

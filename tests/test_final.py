@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from mtloca_lib.cli import main
-from mtloca_lib.engine.config import make_config
-from mtloca_lib.engine.cv import RunConfigMismatch, run_cv
-from mtloca_lib.engine.final import is_final_run, train_final
-from mtloca_lib.engine.train import StopRequested
+from mtloca_lib.config.run_config import make_config
+from mtloca_lib.training.cv import RunConfigMismatch, run_cv
+from mtloca_lib.training.final import is_final_run, train_final
+from mtloca_lib.training.loop import StopRequested
 
 
 @pytest.fixture()
@@ -85,7 +85,7 @@ def test_readme_predict_example_weights_are_committed_and_load(tmp_path):
 
     from PIL import Image
 
-    from mtloca_lib.engine.predict import load_weights
+    from mtloca_lib.inference.predict import load_weights
     from mtloca_lib.data.phantom import make_phantom
 
     repo = Path(__file__).resolve().parents[1]

@@ -67,7 +67,7 @@ def test_findings_state_each_protocols_claim_and_the_protocol_effect(tmp_path):
     text = findings.sentences(findings.findings_table(tmp_path)[1])
     assert text[1].startswith("Against UNet (ST) on the same folds")
     assert text[2].startswith("Under the image-level protocol, against UNet (ST)")
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.convergence import is_converged
     image_runs = [tmp_path / "runs" / "busi" / "cpu_light" / "image" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
     if all(is_converged(rd) for rd in image_runs):
         assert "McNemar" in text[2]
@@ -110,7 +110,7 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
     while a seed run has not converged by the rule, a verdict once every seed run has."""
     import json
 
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.convergence import is_converged
 
     base = REPO / "runs" / "busi" / "cpu_light" / "grouped"
     names = ["mtl_oca-seed0"] + [f"unet_st-seed{s}" for s in (0, 1, 2)]
@@ -171,7 +171,7 @@ def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path, shorter_of_r
     a = pd.read_csv(srcs["mtl_oca"] / "fold_metrics.csv")["dice"].mean()
     b = pd.read_csv(srcs["unet_st"] / "fold_metrics.csv")["dice"].mean()
     assert text.startswith("Trained 60 epochs instead of 40 (`cpu_light60`") and f"{a - b:+.3f} Dice" in text
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.convergence import is_converged
     assert ("McNemar" in text) == (is_converged(srcs["mtl_oca"]) and is_converged(srcs["unet_st"]))
 
 

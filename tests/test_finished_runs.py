@@ -6,8 +6,8 @@ import json
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine import experiments
-from mtloca_lib.engine.config import make_config
+from mtloca_lib import experiments
+from mtloca_lib.config.run_config import make_config
 
 
 def _params(tmp_path, protocol="both"):

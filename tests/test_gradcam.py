@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtloca_lib.engine.gradcam import find_layer, grad_cam
+from mtloca_lib.inference.gradcam import find_layer, grad_cam
 
 
 class TinyNet(nn.Module):

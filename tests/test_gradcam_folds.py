@@ -5,8 +5,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine.config import make_config
-from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.config.run_config import make_config
+from mtloca_lib.training.cv import run_cv
 from mtloca_lib.report import gradcam
 
 
@@ -56,7 +56,7 @@ def test_model_colours_are_one_per_model_and_used_in_figures():
     matplotlib.use("Agg")
     import matplotlib.colors as mcolors
 
-    from mtloca_lib.engine.experiments import ALL_MODELS, DISPLAY, EXTRA_ABLATION_MODELS, MODEL_COLORS, model_color
+    from mtloca_lib.experiments import ALL_MODELS, DISPLAY, EXTRA_ABLATION_MODELS, MODEL_COLORS, model_color
     from mtloca_lib.report.segmentation import figure4
 
     presets = ALL_MODELS + EXTRA_ABLATION_MODELS

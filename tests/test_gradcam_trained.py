@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 import torch
 
-from mtloca_lib.engine.gradcam import grad_cam
+from mtloca_lib.inference.gradcam import grad_cam
 from mtloca_lib.report.gradcam import mass_fraction
 from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.models import build_model

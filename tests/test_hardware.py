@@ -8,7 +8,7 @@ import sys
 import torch
 
 from mtloca_lib import hardware
-from mtloca_lib.engine.train import autocast_dtype, use_channels_last
+from mtloca_lib.training.loop import autocast_dtype, use_channels_last
 
 
 def test_a_onednn_cap_below_avx512_means_fp32(monkeypatch):

@@ -9,16 +9,16 @@ import pandas as pd
 import pytest
 import torch
 
-from mtloca_lib.engine import convergence as C
+from mtloca_lib.evaluation import convergence as C
 from mtloca_lib.report import convergence as C_convergence
 from mtloca_lib.data.augment import augment_batch
-from mtloca_lib.engine.config import RunConfig, make_config
-from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.config.run_config import RunConfig, make_config
+from mtloca_lib.training.cv import run_cv
 from mtloca_lib.models.losses import MultiTaskLoss, soft_dice_loss
 from mtloca_lib.data.preprocess import make_input, scale_magnitude
 from mtloca_lib.report.reproduction_report import describe_claim
 from mtloca_lib.data.splits import validation_split
-from mtloca_lib.engine.train import StopRequested, lr_factor
+from mtloca_lib.training.loop import StopRequested, lr_factor
 
 
 @pytest.fixture()
@@ -254,7 +254,7 @@ def test_claim_between_unconverged_runs_is_not_tested():
 
 
 def test_classifier_can_read_the_bottleneck():
-    from mtloca_lib.engine.gradcam import grad_cam
+    from mtloca_lib.inference.gradcam import grad_cam
     from mtloca_lib.models import build_model
 
     torch.manual_seed(0)

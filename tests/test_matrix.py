@@ -9,11 +9,11 @@ import pandas as pd
 import pytest
 
 from mtloca_lib.cli import main
-from mtloca_lib.engine.config import make_config
-from mtloca_lib.engine.cv import run_cv
+from mtloca_lib.config.run_config import make_config
+from mtloca_lib.training.cv import run_cv
 from mtloca_lib.data.datasets import load_prepared, read_prepared_file
 from mtloca_lib.errors import DataError
-from mtloca_lib.engine.matrix import fold_metrics_from_logs, plan_jobs
+from mtloca_lib.training.matrix import fold_metrics_from_logs, plan_jobs
 from mtloca_lib.runio import git_commit
 
 
@@ -98,7 +98,7 @@ def test_matrix_command_runs_jobs_in_parallel_processes(tmp_path, cache, capsys)
 
 
 def test_matrix_replicas_option(tmp_path, cache, capsys):
-    from mtloca_lib.engine.matrix import resolve_replicas
+    from mtloca_lib.training.matrix import resolve_replicas
 
     assert resolve_replicas("auto", "cpu", 5, False) == 1
     assert resolve_replicas("3", "cpu", 5, False) == 3

@@ -8,7 +8,7 @@ import pytest
 import torch
 from sklearn.metrics import balanced_accuracy_score, roc_auc_score
 
-from mtloca_lib.engine import metrics as M
+from mtloca_lib.evaluation import metrics as M
 
 monai_metrics = pytest.importorskip("monai.metrics")
 

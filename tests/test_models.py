@@ -7,7 +7,7 @@ import pytest
 import torch
 from torch import nn
 
-from mtloca_lib.engine.flops import (
+from mtloca_lib.perf.flops import (
     TABLE_BEGIN,
     TABLE_CONFIGS,
     TABLE_END,
@@ -212,13 +212,13 @@ def test_write_table_replaces_only_between_markers(tmp_path):
 
 
 def test_docs_table_is_current():
-    """docs/models.md holds the table the code computes now (python -m mtloca_lib.engine.flops)."""
-    from mtloca_lib.engine.flops import DOC_PATH
+    """docs/models.md holds the table the code computes now (python -m mtloca_lib.perf.flops)."""
+    from mtloca_lib.perf.flops import DOC_PATH
 
     if not DOC_PATH.exists():
         pytest.skip("docs/models.md not present")
     assert to_markdown(model_table(size=128)) in DOC_PATH.read_text()
-    from mtloca_lib.engine.flops import README_PATH
+    from mtloca_lib.perf.flops import README_PATH
 
     assert to_markdown(model_table(size=128)) in README_PATH.read_text(), "README's model table is stale"
 
@@ -227,7 +227,7 @@ def test_no_oca_twin_differs_from_the_proposed_model_only_by_the_oca_module():
     """``no_oca_same_cls``: the proposed model's backbone and classifier (same source, same
     parameter shapes), a 1x1 mask head in place of OCA; the profile's classifier source applies
     to both (``make_config``), and the paper's variant (1) still refuses a feature source."""
-    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.config.run_config import make_config
 
     for source in ("decoder", "bottleneck"):
         spec = {"arch": "mtl_oca", **SMALL, "cls_source": source}

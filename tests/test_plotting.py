@@ -10,7 +10,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
-from mtloca_lib.engine import overlay as P_overlay
+from mtloca_lib.inference import overlay as P_overlay
 from mtloca_lib.report import common as P  # noqa: E402
 
 

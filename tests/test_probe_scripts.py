@@ -27,8 +27,8 @@ def test_largest_component_keeps_the_biggest_blob_and_fills_its_holes():
 
 def test_a_run_without_a_validation_part_is_refused(tmp_path, monkeypatch):
     """Judging on the test fold is what the probes exist to avoid: val_fraction=0 is an error."""
-    from mtloca_lib.engine.config import make_config
-    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.config.run_config import make_config
+    from mtloca_lib.training.cv import run_cv
 
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
     rd = tmp_path / "run"

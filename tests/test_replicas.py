@@ -1,15 +1,15 @@
-"""Folds trained together in one batched step (engine/replicas.py) equal folds trained alone."""
+"""Folds trained together in one batched step (training/replicas.py) equal folds trained alone."""
 from __future__ import annotations
 
 import pandas as pd
 import pytest
 import torch
 
-from mtloca_lib.engine.config import make_config
-from mtloca_lib.engine.cv import run_cv
-from mtloca_lib.engine import replicas as replicas_module
-from mtloca_lib.engine.channels_last import prepare_memory_format
-from mtloca_lib.engine.replicas import (
+from mtloca_lib.config.run_config import make_config
+from mtloca_lib.training.cv import run_cv
+from mtloca_lib.training import replicas as replicas_module
+from mtloca_lib.training.channels_last import prepare_memory_format
+from mtloca_lib.training.replicas import (
     StackedReplicas,
     replica_amp_dtype,
     replica_mapping,
@@ -17,7 +17,7 @@ from mtloca_lib.engine.replicas import (
     replica_optimizer_state,
     stack_optimizer_states,
 )
-from mtloca_lib.engine.train import StopRequested
+from mtloca_lib.training.loop import StopRequested
 from mtloca_lib.models import build_model
 
 COLS = ["dice", "iou", "prob_normal", "prob_benign", "prob_malignant"]

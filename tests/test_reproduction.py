@@ -5,13 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine import comparisons as R_comparisons
+from mtloca_lib.evaluation import comparisons as R_comparisons
 from mtloca_lib.report import (
     ablation as R_ablation,
     reproduction_report as R_reproduction_report,
     udiat as R_udiat,
 )
-from mtloca_lib.engine.stats import paired_comparison
+from mtloca_lib.evaluation.stats import paired_comparison
 
 
 def _rows(dice_a, dice_b, correct_a=None, correct_b=None, a="mtl_oca", b="unet_st"):

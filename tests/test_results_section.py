@@ -54,8 +54,8 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
     """A run with some folds done reads "k of 5 folds"; the cpu20 runs get their own labelled table."""
     import shutil
 
-    from mtloca_lib.engine.config import make_config
-    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.config.run_config import make_config
+    from mtloca_lib.training.cv import run_cv
 
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
     done = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped" / "mtl_oca-seed0"
@@ -120,9 +120,9 @@ def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
     import json
     import shutil
 
-    from mtloca_lib.engine.config import make_config
-    from mtloca_lib.engine.cv import run_cv
-    from mtloca_lib.engine.runs import compare_runs, run_device
+    from mtloca_lib.config.run_config import make_config
+    from mtloca_lib.training.cv import run_cv
+    from mtloca_lib.evaluation.runs import compare_runs, run_device
 
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
     a = tmp_path / "a"
@@ -145,8 +145,8 @@ def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkey
     shorter profile is the profile of record)."""
     import shutil
 
-    from mtloca_lib.engine.config import make_config
-    from mtloca_lib.engine.cv import run_cv
+    from mtloca_lib.config.run_config import make_config
+    from mtloca_lib.training.cv import run_cv
 
     monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
     assert rs.schedule_block(tmp_path) == []

@@ -1,4 +1,4 @@
-"""Seed noise against model differences (mtloca_lib.engine.seeds), on hand-made run directories."""
+"""Seed noise against model differences (mtloca_lib.evaluation.seeds), on hand-made run directories."""
 from __future__ import annotations
 
 import json
@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mtloca_lib.engine import seeds
+from mtloca_lib.evaluation import seeds
 
 
 def _run(root, name, seed, fold_dice, image_dice=None, correct=None, curve=None):
@@ -116,8 +116,8 @@ def test_describe_follows_the_numbers(tmp_path):
 
 
 def test_finished_seeds_finds_complete_runs_only(tmp_path):
-    from mtloca_lib.engine import experiments
-    from mtloca_lib.engine.config import make_config
+    from mtloca_lib import experiments
+    from mtloca_lib.config.run_config import make_config
 
     P = experiments.notebook_params(dataset="phantom", data_root="", protocol="grouped", profile="smoke",
                                     run_root=str(tmp_path), seed=0, device="", figures_dir="", tables_dir="",
@@ -134,7 +134,7 @@ def test_finished_seeds_finds_complete_runs_only(tmp_path):
 
 
 def test_complete_seed_runs_keeps_only_finished_runs_in_seed_order(tmp_path):
-    from mtloca_lib.engine.config import make_config
+    from mtloca_lib.config.run_config import make_config
 
     cfg = make_config("mtl_oca", "smoke", {})
     for seed, n_folds in ((2, cfg.k), (0, cfg.k), (1, cfg.k - 1)):

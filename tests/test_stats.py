@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 from scipy import stats as sps
 
-from mtloca_lib.engine import stats as S
+from mtloca_lib.evaluation import stats as S
 
 
 def test_fold_summary_mean_std():
@@ -115,7 +115,7 @@ def test_library_statistics_match_the_hand_written_ones():
     numbers of the project's earlier hand-written versions, written out here."""
     from scipy import stats as sps
 
-    from mtloca_lib.engine.comparisons import holm
+    from mtloca_lib.evaluation.comparisons import holm
 
     def hand_bootstrap(v, statistic, n_boot, seed, chunk=500, ci=0.95):
         rng, boots = np.random.default_rng(seed), np.empty(n_boot)

@@ -6,7 +6,5 @@ holds the training-time augmentation; ``datasets`` dispatches by name and caches
 prepared arrays; ``duplicates`` finds near-duplicate groups; ``splits`` draws stratified
 (grouped) folds; ``summary`` is the data table (the paper's Table 1).
 
-May import: the standard library, third-party packages, ``mtloca_lib.errors``,
-``mtloca_lib.runio``, ``mtloca_lib.hardware``, and modules of this folder. Never
-``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """

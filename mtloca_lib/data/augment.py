@@ -31,7 +31,7 @@ reproducible whatever options are switched on; the intensity extras draw a secon
 (B, 6) uniform and a noise field after it, only when one of them is on, so runs
 without them get the same draws as before they existed.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -18,7 +18,7 @@ is ``RawDataset.source``. Files whose names do not end in ``.png`` (``.DS_Store`
 The PNG helpers :func:`read_grey_png` and :func:`read_mask_png` are shared with
 the UDIAT reader.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -50,7 +50,7 @@ _MAX_LISTED = 10  # how many offending files an error message lists
 DATASET_FIX = "replace it with an intact copy from the original dataset."
 
 
-def _open_verified(path: Path, fix: str = DATASET_FIX) -> Image.Image:
+def open_verified(path: Path, fix: str = DATASET_FIX) -> Image.Image:
     """Open an image file and decode it fully, or raise DataError.
 
     The bytes are checked twice: ``Image.verify`` (chunk CRCs, a cut-off file) and
@@ -156,7 +156,7 @@ def read_grey_png(path: Path | str) -> np.ndarray:
         path: the image file.
     """
     path = Path(path)
-    return grey_array(_open_verified(path), path)
+    return grey_array(open_verified(path), path)
 
 
 def read_mask_png(path: Path | str) -> np.ndarray:
@@ -166,7 +166,7 @@ def read_mask_png(path: Path | str) -> np.ndarray:
         path: the mask file.
     """
     path = Path(path)
-    return mask_array(_open_verified(path), path)
+    return mask_array(open_verified(path), path)
 
 
 def union_mask(image_path: Path, image_shape: tuple[int, int], mask_paths: list[Path]) -> np.ndarray:

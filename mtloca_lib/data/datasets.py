@@ -21,7 +21,7 @@ to a temporary file in the cache folder and moved into place with
 ``os.replace``; the sidecar goes last and marks the entry complete. An entry that
 cannot be read is rebuilt with a warning.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

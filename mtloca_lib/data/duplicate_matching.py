@@ -6,7 +6,7 @@ field-of-view hypotheses, the coarse all-pairs ZNCC search as batched matrix pro
 integral images, and the fine verification of candidate pairs. The decision rule, the
 public entry points and the groups are in :mod:`mtloca_lib.data.duplicates`.
 
-May import: numpy, scipy, torch, Pillow, ``mtloca_lib.hardware``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from tqdm.auto import tqdm
 
 WORK_SIZE = 128  # square size for the filtered master copy of each image
 
-_MIN_STD = 0.005  # windows flatter than this (band-passed, [0, 1] units) cannot score high
+MIN_STD = 0.005  # windows flatter than this (band-passed, [0, 1] units) cannot score high
 
 FRACTION_STEP = 1.035  # lattice of field-of-view ratios searched: FRACTION_STEP**i
 
@@ -30,7 +30,7 @@ PENALTY_START = 0.9  # area fraction below which a match pays the crop penalty .
 
 PENALTY_FULL = 0.6  # ... rising linearly to all of it at this area fraction and below
 
-def _prepare(image: np.ndarray, blur: float, background: float) -> np.ndarray:
+def prepare_for_matching(image: np.ndarray, blur: float, background: float) -> np.ndarray:
     """Square, median-filtered, band-passed float32 copy of one image (WORK_SIZE pixels).
 
     Band-pass = Gaussian blur ``blur`` (removes speckle) minus Gaussian blur ``background``
@@ -52,25 +52,25 @@ def _prepare(image: np.ndarray, blur: float, background: float) -> np.ndarray:
     fine = ndimage.gaussian_filter(out, blur, mode="nearest")
     return (fine - ndimage.gaussian_filter(out, background, mode="nearest")).astype(np.float32)
 
-def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
+def resize_for_matching(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
     """Area-correct resize of a (B, 1, H, W) batch."""
     if (height, width) == tuple(x.shape[-2:]):
         return x
     return F.interpolate(x, size=(height, width), mode="bilinear", antialias=True,
                          align_corners=False)
 
-def _template_shape(size: int, fx: float, fy: float, margin: float) -> tuple[int, int, int, int]:
+def template_shape(size: int, fx: float, fy: float, margin: float) -> tuple[int, int, int, int]:
     """Shrunk size (th, tw) of a ``size`` square under (fx, fy) and its trim (my, mx)."""
     th, tw = max(3, round(size * fy)), max(3, round(size * fx))
     return th, tw, round(margin * th), round(margin * tw)
 
-def _unit_rows(x: torch.Tensor) -> torch.Tensor:
+def unit_rows(x: torch.Tensor) -> torch.Tensor:
     """Zero-mean rows scaled to (about) unit norm; flat rows shrink towards zero."""
     x = x - x.mean(-1, keepdim=True)
-    norm = torch.sqrt((x * x).sum(-1, keepdim=True) + x.shape[-1] * _MIN_STD**2)
+    norm = torch.sqrt((x * x).sum(-1, keepdim=True) + x.shape[-1] * MIN_STD**2)
     return x / norm
 
-def _area_penalty(area, crop_penalty: float):
+def area_penalty(area, crop_penalty: float):
     """Score deduction for a hypothesis whose field of view covers ``area`` of the other's.
 
     Small templates searched over many shifts and shapes reach high chance correlations
@@ -82,19 +82,19 @@ def _area_penalty(area, crop_penalty: float):
         return crop_penalty * ramp.clamp(0.0, 1.0)
     return crop_penalty * np.clip(ramp, 0.0, 1.0)
 
-def _lattice(min_fraction: float, max_fraction: float) -> np.ndarray:
+def scale_lattice(min_fraction: float, max_fraction: float) -> np.ndarray:
     """Integer exponents i with FRACTION_STEP**i in [min_fraction, max_fraction]."""
     lo = int(np.ceil(np.log(min_fraction) / np.log(FRACTION_STEP) - 1e-9))
     hi = int(np.floor(np.log(max_fraction) / np.log(FRACTION_STEP) + 1e-9))
     return np.arange(lo, hi + 1)
 
-def _coarse_grid(min_fraction: float, max_fraction: float) -> list[tuple[int, int]]:
+def coarse_grid(min_fraction: float, max_fraction: float) -> list[tuple[int, int]]:
     """(ix, iy) lattice exponents of the coarse hypotheses (every COARSE_EVERY-th lattice
     point, 1.0 included), keeping area fx*fy <= 1: the other order covers the rest."""
-    exps = [i for i in _lattice(min_fraction, max_fraction) if i % COARSE_EVERY == 0]
+    exps = [i for i in scale_lattice(min_fraction, max_fraction) if i % COARSE_EVERY == 0]
     return [(ix, iy) for ix in exps for iy in exps if ix + iy <= 0]
 
-def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: float, chunk: int,
+def coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: float, chunk: int,
                    progress: bool):
     """Best penalised ZNCC for every ordered pair (a contains b) over the coarse grid and shifts.
 
@@ -102,7 +102,7 @@ def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: floa
         coarse: (N, 1, S, S) prepared images.
         grid: list of (ix, iy) lattice exponents: fx = FRACTION_STEP**ix, same for fy.
         margin: fraction of the shrunk template trimmed on each side.
-        crop_penalty: see ``_area_penalty``.
+        crop_penalty: see ``area_penalty``.
         chunk: images of side ``a`` per matrix product (memory bound).
         progress: show a tqdm bar.
 
@@ -120,15 +120,15 @@ def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: floa
     best_iy = torch.zeros(n, n, dtype=torch.int64)
     for ix, iy in tqdm(grid, desc="near-duplicates: coarse", disable=not progress):
         fx, fy = FRACTION_STEP**ix, FRACTION_STEP**iy
-        penalty = float(_area_penalty(fx * fy, crop_penalty))
-        th, tw, my, mx = _template_shape(size, fx, fy, margin)
+        penalty = float(area_penalty(fx * fy, crop_penalty))
+        th, tw, my, mx = template_shape(size, fx, fy, margin)
         kh, kw = th - 2 * my, tw - 2 * mx
         if kh > size or kw > size:
             continue
-        templates = _resize(coarse, th, tw)[:, 0, my:th - my, mx:tw - mx]
-        templates = _unit_rows(templates.reshape(n, -1)).to(dtype)  # (N, D)
+        templates = resize_for_matching(coarse, th, tw)[:, 0, my:th - my, mx:tw - mx]
+        templates = unit_rows(templates.reshape(n, -1)).to(dtype)  # (N, D)
         windows = F.unfold(coarse, (kh, kw)).transpose(1, 2)  # (N, P, D)
-        windows = _unit_rows(windows.to(dtype))
+        windows = unit_rows(windows.to(dtype))
         for start in range(0, n, chunk):
             value = (windows[start:start + chunk] @ templates.T).amax(dim=1).float() - penalty
             rows = slice(start, start + value.shape[0])
@@ -139,18 +139,18 @@ def _coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: floa
     best.fill_diagonal_(-2.0)
     return best, best_ix, best_iy
 
-def _integral(x: torch.Tensor) -> torch.Tensor:
+def integral_image(x: torch.Tensor) -> torch.Tensor:
     """Summed-area tables of x and x**2, float64, shape (N, 2, S+1, S+1)."""
     x = x[:, 0].double()
     stacked = torch.stack([x, x * x], dim=1)
     return F.pad(stacked.cumsum(-1).cumsum(-2), (1, 0, 1, 0))
 
-def _window_sums(tables: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
+def window_sums(tables: torch.Tensor, kh: int, kw: int) -> torch.Tensor:
     """Sums of x and x**2 over every (kh, kw) window: (N, 2, S-kh+1, S-kw+1)."""
     return (tables[..., kh:, kw:] - tables[..., :-kh, kw:]
             - tables[..., kh:, :-kw] + tables[..., :-kh, :-kw])
 
-def _match_batch(containers: torch.Tensor, tables: torch.Tensor, table_index: np.ndarray,
+def match_batch(containers: torch.Tensor, tables: torch.Tensor, table_index: np.ndarray,
                  inners: torch.Tensor, inner_index: np.ndarray, fx: float, fy: float,
                  margin: float):
     """ZNCC search of many (container, inner) pairs under one hypothesis (fx, fy).
@@ -163,7 +163,7 @@ def _match_batch(containers: torch.Tensor, tables: torch.Tensor, table_index: np
         inners: (U, 1, S, S) prepared images; pair m is (containers[m], inners[inner_index[m]])
             (each distinct inner image is resized once).
         inner_index: (M,) ints into ``inners``.
-        tables: (V, 2, S+1, S+1) summed-area tables (see ``_integral``); container m's
+        tables: (V, 2, S+1, S+1) summed-area tables (see ``integral_image``); container m's
             table is ``tables[table_index[m]]``.
         table_index: (M,) ints into ``tables``.
         fx, fy: width and height of inner's field of view as fractions of container's.
@@ -174,23 +174,23 @@ def _match_batch(containers: torch.Tensor, tables: torch.Tensor, table_index: np
         untrimmed box in container pixels; score is -2 when the template does not fit.
     """
     m, size = containers.shape[0], containers.shape[-1]
-    th, tw, my, mx = _template_shape(size, fx, fy, margin)
+    th, tw, my, mx = template_shape(size, fx, fy, margin)
     kh, kw = th - 2 * my, tw - 2 * mx
     if kh > size or kw > size or kh < 3 or kw < 3:
         return torch.full((m,), -2.0), torch.zeros(m), torch.zeros(m)
-    templates = _resize(inners, th, tw)[:, :, my:th - my, mx:tw - mx]
-    templates = _unit_rows(templates.reshape(len(inners), -1))[torch.from_numpy(inner_index)]
+    templates = resize_for_matching(inners, th, tw)[:, :, my:th - my, mx:tw - mx]
+    templates = unit_rows(templates.reshape(len(inners), -1))[torch.from_numpy(inner_index)]
     templates = templates.reshape(m, 1, kh, kw)
     d = kh * kw
     numerator = F.conv2d(containers.reshape(1, m, size, size), templates, groups=m)[0]
-    sums = _window_sums(tables, kh, kw)[torch.from_numpy(table_index)]
+    sums = window_sums(tables, kh, kw)[torch.from_numpy(table_index)]
     var_sum = torch.clamp(sums[:, 1] - sums[:, 0] ** 2 / d, min=0.0).float()
-    score = (numerator / torch.sqrt(var_sum + d * _MIN_STD**2)).reshape(m, -1)
+    score = (numerator / torch.sqrt(var_sum + d * MIN_STD**2)).reshape(m, -1)
     value, flat = score.max(dim=1)
     n_cols = size - kw + 1
     return value, (flat // n_cols - my).float(), (flat % n_cols - mx).float()
 
-def _verify(fine: torch.Tensor, pairs: np.ndarray, ix: np.ndarray, iy: np.ndarray,
+def verify_pair(fine: torch.Tensor, pairs: np.ndarray, ix: np.ndarray, iy: np.ndarray,
             margin: float, crop_penalty: float, lattice: np.ndarray, progress: bool):
     """Refine ordered pairs (container, inner) from their coarse hypotheses on the lattice.
 
@@ -207,7 +207,7 @@ def _verify(fine: torch.Tensor, pairs: np.ndarray, ix: np.ndarray, iy: np.ndarra
     best_ix, best_iy = ix.copy(), iy.copy()
     best_y0, best_x0 = np.zeros(m), np.zeros(m)
     lo, hi = int(lattice.min()), int(lattice.max())
-    tables = _integral(fine)
+    tables = integral_image(fine)
     bar = tqdm(total=m * 17, desc="near-duplicates: verify", disable=not progress)
     for step, with_centre in ((2, True), (1, False)):
         offsets = [(dx, dy) for dx in (-step, 0, step) for dy in (-step, 0, step)
@@ -223,11 +223,11 @@ def _verify(fine: torch.Tensor, pairs: np.ndarray, ix: np.ndarray, iy: np.ndarra
             idx = p_all[order[bounds[k]:bounds[k + 1]]]
             outer_ids, outer_pos = np.unique(pairs[idx, 0], return_inverse=True)
             inner_ids, inner_pos = np.unique(pairs[idx, 1], return_inverse=True)
-            value, y0, x0 = _match_batch(fine[pairs[idx, 0]], tables[outer_ids], outer_pos.ravel(),
+            value, y0, x0 = match_batch(fine[pairs[idx, 0]], tables[outer_ids], outer_pos.ravel(),
                                          fine[inner_ids], inner_pos.ravel(),
                                          FRACTION_STEP**hx, FRACTION_STEP**hy, margin)
             raw = value.numpy()
-            value = raw - _area_penalty(FRACTION_STEP ** (hx + hy), crop_penalty)
+            value = raw - area_penalty(FRACTION_STEP ** (hx + hy), crop_penalty)
             better = value > best[idx]
             upd = idx[better]
             best[upd] = value[better]
@@ -238,7 +238,7 @@ def _verify(fine: torch.Tensor, pairs: np.ndarray, ix: np.ndarray, iy: np.ndarra
     bar.close()
     return best, best_raw, best_ix, best_iy, best_y0, best_x0
 
-def _kind(area_fraction: float, scale_x: float, scale_y: float) -> str:
+def pair_kind(area_fraction: float, scale_x: float, scale_y: float) -> str:
     """A short description of the geometric relation of b to a."""
     if area_fraction < 0.9:
         return "crop"

@@ -25,7 +25,7 @@ How it works:
 
 Tuning, what it found on BUSI and its limits: docs/near_duplicates.md.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -36,24 +36,24 @@ from tqdm.auto import tqdm
 
 from mtloca_lib.data.duplicate_matching import (  # noqa: F401  (the pieces live there; re-exported)
     WORK_SIZE,
-    _MIN_STD,
+    MIN_STD,
     FRACTION_STEP,
     COARSE_EVERY,
     PENALTY_START,
     PENALTY_FULL,
-    _prepare,
-    _resize,
-    _template_shape,
-    _unit_rows,
-    _area_penalty,
-    _lattice,
-    _coarse_grid,
-    _coarse_scores,
-    _integral,
-    _window_sums,
-    _match_batch,
-    _verify,
-    _kind,
+    prepare_for_matching,
+    resize_for_matching,
+    template_shape,
+    unit_rows,
+    area_penalty,
+    scale_lattice,
+    coarse_grid,
+    coarse_scores,
+    integral_image,
+    window_sums,
+    match_batch,
+    verify_pair,
+    pair_kind,
 )
 
 DEFAULT_THRESHOLD = 0.55  # tuned by eye on the shared BUSI subset (docs/near_duplicates.md)
@@ -168,14 +168,14 @@ def _search(images, case_ids, threshold, crop_penalty, hub_margin, hub_rank, top
     """The two-stage search behind :func:`find_near_duplicates`; one dict per verified pair."""
     n = len(images)
     shapes = [np.asarray(im).shape for im in images]
-    work = np.stack([_prepare(im, blur, background)
+    work = np.stack([prepare_for_matching(im, blur, background)
                      for im in tqdm(images, desc="near-duplicates: prepare", disable=not progress)])
     work_t = torch.from_numpy(work)[:, None]
-    coarse = _resize(work_t, coarse_size, coarse_size)
-    fine = _resize(work_t, fine_size, fine_size)
+    coarse = resize_for_matching(work_t, coarse_size, coarse_size)
+    fine = resize_for_matching(work_t, fine_size, fine_size)
 
-    grid = _coarse_grid(min_fraction, max_fraction)
-    score, cix, ciy = _coarse_scores(coarse, grid, margin, crop_penalty, chunk=64,
+    grid = coarse_grid(min_fraction, max_fraction)
+    score, cix, ciy = coarse_scores(coarse, grid, margin, crop_penalty, chunk=64,
                                      progress=progress)
     sym = torch.maximum(score, score.T)
     partners = torch.topk(sym, min(top_k, n - 1), dim=1).indices.numpy()
@@ -189,8 +189,8 @@ def _search(images, case_ids, threshold, crop_penalty, hub_margin, hub_rank, top
         if score[j, i] >= score[i, j] - 0.05:
             ordered.append((j, i))
     ordered = np.array(ordered, dtype=np.int64).reshape(-1, 2)
-    lattice = _lattice(min_fraction / FRACTION_STEP**2, max_fraction * FRACTION_STEP**2)
-    final, raw, fix, fiy, fy0, fx0 = _verify(
+    lattice = scale_lattice(min_fraction / FRACTION_STEP**2, max_fraction * FRACTION_STEP**2)
+    final, raw, fix, fiy, fy0, fx0 = verify_pair(
         fine, ordered, cix.numpy()[ordered[:, 0], ordered[:, 1]],
         ciy.numpy()[ordered[:, 0], ordered[:, 1]], margin, crop_penalty, lattice, progress)
 
@@ -219,7 +219,7 @@ def _search(images, case_ids, threshold, crop_penalty, hub_margin, hub_rank, top
             "scale_x": scale_x, "scale_y": scale_y,
             "offset_x": fx0[p] / fine_size * wa, "offset_y": fy0[p] / fine_size * ha,
             "distinctiveness": distinct,
-            "kind": _kind(fx * fy, scale_x, scale_y),
+            "kind": pair_kind(fx * fy, scale_x, scale_y),
             "is_duplicate": bool(final[p] >= threshold and not distinct < hub_margin),
         })
     return rows

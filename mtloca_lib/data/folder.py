@@ -20,7 +20,7 @@ no file, a file without a row, a row without a class, a file listed twice.
 
 Paths in the cases are POSIX paths relative to ``root``.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -28,7 +28,7 @@ Every case draws from its own generator seeded by ``(seed, label, index)``, so
 the same seed gives byte-identical images and growing ``n_per_class`` keeps the
 earlier cases unchanged.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -17,7 +17,7 @@ Choices the paper leaves open (listed in the README's interpretations table):
   number (one fixed scale for every image, so an edgeless image keeps a weak
   channel instead of having its speckle stretched to full range).
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

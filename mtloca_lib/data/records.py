@@ -5,7 +5,7 @@ A reader (BUSI, UDIAT, the phantom) produces a :class:`RawDataset` of
 turns it into a :class:`PreparedDataset` of fixed-size arrays, which is what is
 cached, split into folds and fed to training.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

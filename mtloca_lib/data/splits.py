@@ -13,7 +13,7 @@ Two protocols:
 
 Both return one fold index (0..k-1) per sample and are deterministic for a given seed.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ digits. Every row must have both files and every file a row. Class indices follo
 the Diagnosis column is not used. The dataset is licensed on request only: the
 project reads it from wherever the user keeps it and never copies it.
 
-May import: the standard library, third-party packages, the base modules (``errors``, ``runio``, ``hardware``) and ``mtloca_lib.data``; never ``engine``, ``report`` or ``models``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

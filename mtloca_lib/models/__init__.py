@@ -9,6 +9,8 @@ names the module whose output is the classification head's input map;
 
 Modules of this folder may import torch and each other only: never ``data``, ``engine`` or
 ``report`` (a model knows nothing of datasets or training).
+
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ plain and densely connected blocks, global pooling and a gradient stop.
 GroupNorm rather than BatchNorm everywhere (the paper's backbone uses GroupNorm):
 its statistics do not depend on the batch, so batch size 1 behaves like batch 16.
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -6,7 +6,7 @@ A ``ModelConfig`` round-trips through a dict (and so through JSON or YAML)::
     model = build_model(cfg)                   # or build_model(cfg.to_dict())
     assert ModelConfig.from_dict(cfg.to_dict()) == cfg
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The classification head: global pooling and a two-layer MLP.
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

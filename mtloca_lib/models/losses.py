@@ -21,7 +21,7 @@ For the imbalance the paper's discussion mentions, the classification term can
 use class weights and/or a focal loss (Lin et al., ICCV 2017); both are off by
 default, which is the paper's plain cross-entropy.
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -14,7 +14,7 @@ down-sampling path (e.g., UNet's encoder)":
   bottleneck features, trained jointly (the classification loss shapes the
   encoder, unlike UNet (ST)).
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -16,7 +16,7 @@ Variants (``variant``):
   Table 6's question (does OCA help?) without moving where the classification loss
   enters the network.
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

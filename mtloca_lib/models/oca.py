@@ -15,7 +15,7 @@ full-resolution Res-UNet features. Notation (pixels i, regions k):
 phi and rho act on pixels (1x1 conv + GroupNorm + ReLU); psi and delta act on
 the K region vectors (Linear + ReLU: there is no spatial extent to normalise over).
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

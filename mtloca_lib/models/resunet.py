@@ -13,7 +13,7 @@ Module names (stable, used by Grad-CAM and the gradient tests), for L levels:
 ``decoder.0 .. decoder.{L-1}`` (deepest first; ``decoder.{L-1}`` returns the
 full-resolution features that ``forward`` returns).
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

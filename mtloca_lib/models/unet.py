@@ -9,7 +9,7 @@ trained by the segmentation loss alone; the probe is trained by the
 classification loss alone, in the same run. Its classification numbers measure
 how much class information a segmentation-only network's encoder holds.
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

@@ -7,7 +7,7 @@
   fan-in mode) for every convolution and linear layer, zero biases, GroupNorm scale 1
   and shift 0 (as nnU-Net initialises its networks).
 
-May import: torch and ``mtloca_lib.models``; never ``data``, ``engine`` or ``report``.
+May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 

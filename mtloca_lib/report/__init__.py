@@ -20,5 +20,5 @@ the plotting helpers); ``results_section`` and ``findings`` write the README's g
 blocks. Modules here compute nothing heavy themselves: they read run directories and
 call the engine.
 
-May import: ``engine``, ``data``, ``models``, the base modules and modules of this folder.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """

@@ -10,19 +10,19 @@ README's Table 6 caption uses it too). :func:`gap_split` and :func:`describe_gap
 MTL-OCA's Dice gap over variant (1) with our variant (1b) (no OCA, classifier where MTL-OCA's is):
 the part that comes with the classifier's place and the part that comes with the OCA module.
 
-May import: the engine, ``report.common``, ``report.reproduction_report``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
 # what notebook 06 calls from elsewhere, re-exported so it imports from here only
-from mtloca_lib.engine.comparisons import holm, paired_tests  # noqa: F401
+from mtloca_lib.evaluation.comparisons import holm, paired_tests  # noqa: F401
 from mtloca_lib.report.reproduction_report import describe_test  # noqa: F401
 
 from pathlib import Path
 from typing import Mapping
 import numpy as np
 import pandas as pd
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.experiments import DISPLAY
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
@@ -50,7 +50,7 @@ def ablation_fold_table(run_dir: str | Path) -> pd.DataFrame:
 
 def ablation_table(runs: Mapping[str, str | Path], decimals: int = 4) -> pd.DataFrame:
     """Table 6: Dice, IoU, accuracy and per-class F1, mean ± std over folds, one row per configuration."""
-    from mtloca_lib.engine.stats import fold_summary
+    from mtloca_lib.evaluation.stats import fold_summary
 
     rows = []
     for model, rd in runs.items():
@@ -69,7 +69,7 @@ def classifier_source_caveat(profile: str) -> str:
         One paragraph for such profiles (``config.proposed_cls_source``), "" for the others
         (where MTL-OCA classifies from the mask features like the variants).
     """
-    from mtloca_lib.engine.config import proposed_cls_source
+    from mtloca_lib.config.profiles import proposed_cls_source
 
     if proposed_cls_source(profile) != "bottleneck":
         return ""

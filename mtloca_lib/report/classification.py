@@ -4,7 +4,7 @@
 folds of each run), :func:`per_class_table`, :func:`overall_table` and :func:`figure5`
 (one confusion matrix per model).
 
-May import: the engine, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -14,12 +14,12 @@ import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
 from mtloca_lib.report import common as plotting
-from mtloca_lib.engine.experiments import DISPLAY, model_color
+from mtloca_lib.experiments import DISPLAY, model_color
 
 
 def classification_results(runs: Mapping[str, Path]) -> dict[str, dict]:
-    """display name -> :func:`mtloca_lib.engine.runs.classification_table` of each run that classifies."""
-    from mtloca_lib.engine.runs import classification_table
+    """display name -> :func:`mtloca_lib.evaluation.runs.classification_table` of each run that classifies."""
+    from mtloca_lib.evaluation.runs import classification_table
 
     out = {}
     for model, rd in runs.items():

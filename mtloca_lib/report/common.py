@@ -5,9 +5,9 @@
 - saving: :func:`save_figure` (PNG + PDF, written atomically, deterministic metadata) and
   :func:`save_table` (CSV + Markdown);
 - plotting: :func:`plot_confusion`, :func:`image_grid`, and the overlays of
-  :mod:`mtloca_lib.engine.overlay` (re-exported: :func:`overlay_mask`, :func:`overlay_heatmap`).
+  :mod:`mtloca_lib.inference.overlay` (re-exported: :func:`overlay_mask`, :func:`overlay_heatmap`).
 
-May import: the engine (configs, experiments) and ``engine.overlay``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -22,11 +22,11 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 
-from mtloca_lib.engine.overlay import (  # re-exported: the drawing primitives predict also uses
-    PRED_COLOR, TRUTH_COLOR, _contour, _image2d, _np, _show, overlay_heatmap, overlay_mask,
+from mtloca_lib.inference.overlay import (  # re-exported: the drawing primitives predict also uses
+    PRED_COLOR, TRUTH_COLOR, draw_contour, image2d, as_numpy, show_image, overlay_heatmap, overlay_mask,
 )
-from mtloca_lib.engine.config import PROFILES
-from mtloca_lib.engine.experiments import REPO, NotebookParams
+from mtloca_lib.config.profiles import PROFILES
+from mtloca_lib.experiments import REPO, NotebookParams
 
 
 _METADATA = {
@@ -112,7 +112,7 @@ def image_grid(
             ax.set_axis_off()
             img = rows[i][j] if j < len(rows[i]) else None
             if img is not None:
-                ax.imshow(_image2d(img), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+                ax.imshow(image2d(img), cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
             t = None
             if per_cell:
                 t = titles[i][j] if j < len(titles[i]) else None
@@ -258,7 +258,7 @@ def describe_params(params: NotebookParams) -> str:
 
 
 def path_free_log(params: NotebookParams, printer: Callable[[str], None] = print) -> Callable[[str], None]:
-    """A ``log`` for :func:`mtloca_lib.engine.experiments.train_runs` that prints the run root as ``<run_root>``."""
+    """A ``log`` for :func:`mtloca_lib.experiments.train_runs` that prints the run root as ``<run_root>``."""
     root = str(params.path("run_root"))
     shown = display_path(params.path("run_root"))
     if shown.startswith("<outside"):

@@ -3,16 +3,16 @@
 :func:`learning_curves_figure` draws one column per run (every fold thin, the fold mean
 thick, the epoch where the mean reaches 95 % of its final value, the rule's verdict in the
 title); :func:`study_figure` overlays the training study's probes. The rule itself and the
-tables are in :mod:`mtloca_lib.engine.convergence` (``convergence_table`` re-exported).
+tables are in :mod:`mtloca_lib.evaluation.convergence` (``convergence_table`` re-exported).
 
-May import: the engine, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
-from mtloca_lib.engine.convergence import convergence_table  # noqa: F401  (re-exported for notebook 08)
+from mtloca_lib.evaluation.convergence import convergence_table  # noqa: F401  (re-exported for notebook 08)
 
-from mtloca_lib.engine.experiments import model_color
-from mtloca_lib.engine.convergence import RISING, convergence_status, epoch_reaching, load_histories, mean_curve
+from mtloca_lib.experiments import model_color
+from mtloca_lib.evaluation.convergence import RISING, convergence_status, epoch_reaching, load_histories, mean_curve
 
 import math
 from collections.abc import Mapping

@@ -8,7 +8,7 @@ shown at evenly spaced ranks of the score, from the best to the one closest to t
 (:func:`duplicate_pairs_figure`). Re-exports what the notebook needs from the data stage
 (``load_raw``, ``load_prepared``, ``data_summary``, ``group_table``, ``DEFAULT_SIGMA``).
 
-May import: ``data``, the engine, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
-from mtloca_lib.engine import overlay as plotting_overlay
+from mtloca_lib.inference import overlay as plotting_overlay
 
 
 def example_cases(labels, lesion_area, class_names: Sequence[str],
@@ -87,9 +87,9 @@ def figure3(images, titles: Sequence[str], sigma: float, masks=None) -> Figure:
         if masks is not None:
             plotting_overlay.overlay_mask(axes[0, j], images[j], masks[j], legend=False, linewidth=0.8)
         else:
-            plotting_overlay._show(axes[0, j], images[j])
+            plotting_overlay.show_image(axes[0, j], images[j])
         axes[0, j].set_title(titles[j], fontsize="small")
-        plotting_overlay._show(axes[1, j], deriv[j])
+        plotting_overlay.show_image(axes[1, j], deriv[j])
     axes[0, 0].text(-0.06, 0.5, "image", transform=axes[0, 0].transAxes, rotation=90,
                     ha="right", va="center", fontsize="small")
     axes[1, 0].text(-0.06, 0.5, f"|grad(G * f)|, sigma = {sigma:g} px", transform=axes[1, 0].transAxes,
@@ -120,7 +120,7 @@ def sigma_figure(image, sigmas: Sequence[float], chosen: float, mask=None) -> Fi
         if mask is not None:
             plotting_overlay.overlay_mask(ax, img, mask, legend=False, linewidth=0.8)
         else:
-            plotting_overlay._show(ax, img)
+            plotting_overlay.show_image(ax, img)
         ax.set_title(title, fontsize="small")
     fig.tight_layout()
     return fig
@@ -170,7 +170,7 @@ def sigma_table(images, masks, sigmas: Sequence[float], band: int = 2) -> pd.Dat
 def near_duplicate_pairs(cfg, data) -> tuple[pd.DataFrame, pd.DataFrame]:
     """The near-duplicate pairs and groups the grouped protocol uses for this run config.
 
-    Both come from :mod:`mtloca_lib.engine.protocol` (computed once, cached).
+    Both come from :mod:`mtloca_lib.training.protocol` (computed once, cached).
 
     Args:
         cfg: a RunConfig (its dataset, data_root and dataset_kwargs are used).
@@ -180,7 +180,7 @@ def near_duplicate_pairs(cfg, data) -> tuple[pd.DataFrame, pd.DataFrame]:
         (pairs, groups): pairs with columns ``case_a, case_b, score, ..., kind``;
         groups with columns ``case_id, group`` in the order of ``data``.
     """
-    from mtloca_lib.engine import protocol
+    from mtloca_lib.training import protocol
 
     groups = protocol.near_duplicate_groups(cfg.dataset, cfg.data_root, data, cfg.dataset_kwargs)
     pairs = protocol.near_duplicate_pairs(cfg.dataset, cfg.data_root, data, cfg.dataset_kwargs)

@@ -2,7 +2,7 @@
 
 The in-distribution numbers are those of the run's own cross-validation (each image scored
 by the fold model that did not see it). The external numbers come from
-:func:`mtloca_lib.engine.external.evaluate_external`: every fold model of the same run applied to
+:func:`mtloca_lib.inference.external.evaluate_external`: every fold model of the same run applied to
 every image of the other dataset; per image, Dice and correctness are averaged over the
 fold models and the AUC is that of the fold-averaged score. Classification on both sides
 is benign vs malignant: the probabilities of those two classes renormalised (BUSI's
@@ -11,10 +11,10 @@ is benign vs malignant: the probabilities of those two classes renormalised (BUS
 The other dataset is UDIAT Dataset B when ``udiat_root`` is configured (aggregate numbers
 only: no UDIAT image, mask or heat map is drawn or saved), otherwise a *shifted phantom*:
 the phantom drawn with another seed and only the two lesion classes, then given another
-contrast curve and extra speckle (:func:`mtloca_lib.engine.external.shift_appearance`), written
+contrast curve and extra speckle (:func:`mtloca_lib.inference.external.shift_appearance`), written
 as a folder dataset in the cache so the folder reader is exercised as well.
 
-May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -23,8 +23,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtloca_lib.engine.experiments import DISPLAY, NotebookParams
-from mtloca_lib.engine.external import evaluate_external, load_external, shift_appearance
+from mtloca_lib.experiments import DISPLAY, NotebookParams
+from mtloca_lib.inference.external import evaluate_external, load_external, shift_appearance
 
 SHARED = ("benign", "malignant")
 #: The stand-in for a second centre: the phantom's lesion classes from another seed.
@@ -61,7 +61,7 @@ def shifted_phantom_folder(params: NotebookParams | None = None) -> Path:
 
 def score_runs(runs: dict[str, Path], dataset: str, root: str, name: str, log=print) -> dict[str, tuple]:
     """Each run's external evaluation, made when missing, reused when made with the same config."""
-    from mtloca_lib.engine.config import RunConfig
+    from mtloca_lib.config.run_config import RunConfig
     from mtloca_lib.runio import read_json
 
     out = {}
@@ -102,7 +102,7 @@ def _auc_ci(y, s, seed: int = 0, n_boot: int = 1000) -> tuple[float, float, floa
 
 
 def _row(per_image: pd.DataFrame, seg: pd.DataFrame) -> dict:
-    from mtloca_lib.engine.stats import bootstrap_ci
+    from mtloca_lib.evaluation.stats import bootstrap_ci
 
     out = {}
     for metric, values in (("dice", seg["dice"]), ("dice_lesion", seg.loc[seg["true_area"] > 0, "dice"]),

@@ -8,7 +8,7 @@ committed; a missing run is listed as missing, never filled in. A test
 (tests/test_findings.py) checks that the README block equals what this module renders,
 so the opening cannot drift from the runs.
 
-May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -20,9 +20,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
-from mtloca_lib.engine.experiments import run_complete as _complete
-from mtloca_lib.engine.experiments import run_of_record
+from mtloca_lib.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
+from mtloca_lib.experiments import run_complete as _complete
+from mtloca_lib.experiments import run_of_record
 
 REPO = REPO_ROOT
 BEGIN, END = "<!-- findings:begin -->", "<!-- findings:end -->"
@@ -62,8 +62,8 @@ def _mean_std(values) -> str:
 
 def findings_table(root: Path = REPO) -> tuple[pd.DataFrame, dict]:
     """The table (strings) and the runs it used, keyed (model, protocol)."""
-    from mtloca_lib.engine.config import RunConfig
-    from mtloca_lib.engine.convergence import convergence_status
+    from mtloca_lib.config.run_config import RunConfig
+    from mtloca_lib.evaluation.convergence import convergence_status
 
     rows, used = [], {}
     for protocol in PROTOCOLS:
@@ -172,7 +172,7 @@ def _unfinished(root: Path | None, runs: dict) -> str:
     """What the seed-0 runs (``runs``: (model, protocol) -> run directory) still lack: runs not
     converged by the rule, and the grouped seeds 1-2 of MTL-OCA, UNet (ST) and variant (1) (the
     seed-noise runs) that are not complete."""
-    from mtloca_lib.engine.convergence import convergence_status
+    from mtloca_lib.evaluation.convergence import convergence_status
 
     if root is None:
         return ""
@@ -194,7 +194,7 @@ def _unfinished(root: Path | None, runs: dict) -> str:
 def _retraining(rd: Path) -> str:
     """" (retrained longer, `cpu_light80`: 2 of 5 folds)" for a run whose longer run has started and
     is not complete (``experiments.extended_run``); "" otherwise."""
-    from mtloca_lib.engine.experiments import extended_run, run_status
+    from mtloca_lib.experiments import extended_run, run_status
 
     longer = extended_run(rd)
     if longer is None or not longer.is_dir() or _complete(longer):
@@ -206,7 +206,7 @@ def _seed_sentences(base: Path) -> list[str]:
     """The seed-level comparisons (``engine.seeds.compare_seeds``) of the grouped runs in ``base``
     (``runs/busi/<profile>/grouped``), one sentence per pair with two complete seeds on both
     sides; called tested only when every seed run of both models converged by the rule."""
-    from mtloca_lib.engine import seeds
+    from mtloca_lib.evaluation import seeds
     from mtloca_lib.report.ablation import TWIN
 
     table = seeds.compare_seeds(seeds.complete_seed_runs(base))
@@ -252,8 +252,8 @@ def _versus_mtl_oca(root: Path, protocol: str, profiles: tuple[str, ...], model:
     are complete: ``(profile, text, dice)``, the text saying the mean differences after ``lead``,
     ``dice`` the paired Wilcoxon row on Dice, or None (with "not tested" in the text, naming
     ``name`` if it is the run that did not converge); None when no profile has both."""
-    from mtloca_lib.engine.comparisons import paired_tests
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.comparisons import paired_tests
+    from mtloca_lib.evaluation.convergence import is_converged
 
     for profile in profiles:
         mtl, other = (root / "runs" / "busi" / profile / protocol / f"{m}-seed0" for m in ("mtl_oca", model))
@@ -314,7 +314,7 @@ def _gap_split(base: Path) -> str:
 def _cls_source_clause(profile: str) -> str:
     """", but ..." where ``profile``'s MTL-OCA classifies from the bottleneck and variant (1) does
     not (Table 6's caption has the long form, ``report.ablation.classifier_source_caveat``)."""
-    from mtloca_lib.engine.config import proposed_cls_source
+    from mtloca_lib.config.profiles import proposed_cls_source
 
     if proposed_cls_source(profile) != "bottleneck":
         return ""
@@ -357,7 +357,7 @@ def _means(rd: Path) -> dict:
 
 
 def _comparison_sentence(mtl: Path, unet: Path, protocol: str) -> str:
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.convergence import is_converged
 
     a, b = _means(mtl), _means(unet)
     both = is_converged(mtl) and is_converged(unet)
@@ -373,9 +373,9 @@ def _comparison_sentence(mtl: Path, unet: Path, protocol: str) -> str:
 
 def _schedules(mtl: Path, other: Path, name: str = "UNet (ST)") -> str:
     """"both `cpu_light60`", or, where one run was retrained longer, each run's profile and epochs."""
-    from mtloca_lib.engine.config import RunConfig
+    from mtloca_lib.config.run_config import RunConfig
 
-    from mtloca_lib.engine.experiments import base_profile, is_extended
+    from mtloca_lib.experiments import base_profile, is_extended
 
     profiles = [Path(rd).parents[1].name for rd in (mtl, other)]
     if profiles[0] == profiles[1]:
@@ -404,7 +404,7 @@ def _protocol_deltas(root: Path) -> list[str]:
 
 def _claim(mtl: Path, unet: Path, protocol: str = "grouped") -> str:
     """The paper's claim "MTL-OCA segments better than UNet (ST)", tested on two converged runs."""
-    from mtloca_lib.engine.comparisons import paired_tests
+    from mtloca_lib.evaluation.comparisons import paired_tests
 
     t = paired_tests({protocol: {"mtl_oca": mtl, "unet_st": unet}}, [("mtl_oca", "unet_st")])
     dice = t[t["test"] == "wilcoxon"].iloc[0]
@@ -429,7 +429,7 @@ def _holm_p(mtl: Path, unet: Path, protocol: str) -> tuple[float, int] | None:
     """(Holm-adjusted p, number of tests) of the Dice test between these two runs among the results
     block's Tables 2-3 tests (``results_section.comparison_tests``), or None where that block does not
     test these very runs."""
-    from mtloca_lib.engine.experiments import base_profile
+    from mtloca_lib.experiments import base_profile
     from mtloca_lib.report.results_section import comparison_runs, comparison_tests
 
     profile, root = base_profile(mtl), Path(mtl).parents[4]

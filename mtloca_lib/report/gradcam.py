@@ -17,7 +17,7 @@ true lesion, and inside the lesion dilated by a few pixels. A map spread
 uniformly over the image would put exactly the lesion's area fraction inside it,
 so the table shows that fraction beside it.
 
-May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -31,9 +31,9 @@ import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
 
-from mtloca_lib.engine import overlay as plotting_overlay
-from mtloca_lib.engine.config import RunConfig
-from mtloca_lib.engine.experiments import DISPLAY, model_color
+from mtloca_lib.inference import overlay as plotting_overlay
+from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.experiments import DISPLAY, model_color
 from mtloca_lib.runio import read_json
 
 __all__ = [
@@ -44,7 +44,7 @@ __all__ = [
 
 def run_data(run_dir: str | Path):
     """The run's config, fold table and prepared data (from the cache when possible)."""
-    from mtloca_lib.engine.cv import load_data
+    from mtloca_lib.training.cv import load_data
 
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
@@ -123,7 +123,7 @@ def folds_with_weights(run_dirs: Sequence[str | Path] | str | Path) -> tuple[lis
 
 
 def _fold_model(run_dir: Path, fold: int):
-    from mtloca_lib.engine.predict import load_weights
+    from mtloca_lib.inference.predict import load_weights
 
     path = run_dir / f"fold{fold}" / "model.pt"
     if not path.exists():
@@ -151,8 +151,8 @@ def case_maps(run_dir: str | Path, case_ids: Sequence[str] | None = None, target
         ``pred`` (N,) predicted class indices and ``prob`` (N, n_classes), and
         ``class_names``.
     """
-    from mtloca_lib.engine.gradcam import grad_cam
-    from mtloca_lib.engine.train import network_inputs
+    from mtloca_lib.inference.gradcam import grad_cam
+    from mtloca_lib.training.loop import network_inputs
 
     if target not in ("pred", "true"):
         raise ValueError(f"target must be 'pred' or 'true', not {target!r}")
@@ -300,7 +300,7 @@ def figure6(images, masks, cams: Mapping[str, Sequence[np.ndarray]], captions: M
         for j, name in enumerate(cams, start=1):
             ax = axes[i, j]
             im = plotting_overlay.overlay_heatmap(ax, images[i], cams[name][i])
-            plotting_overlay._contour(ax, masks[i], plotting_overlay.TRUTH_COLOR, 0.8)
+            plotting_overlay.draw_contour(ax, masks[i], plotting_overlay.TRUTH_COLOR, 0.8)
             ax.text(0.03, 0.03, captions[name][i], transform=ax.transAxes, fontsize="x-small", color="white",
                     va="bottom", bbox={"facecolor": "black", "alpha": 0.5, "pad": 1.5, "lw": 0})
         axes[i, 0].text(-0.06, 0.5, row_labels[i], transform=axes[i, 0].transAxes, rotation=90,

@@ -8,25 +8,25 @@ Reference numbers (:data:`REFERENCE`) are second-hand: the paper's tables are im
 the only figures we have are those quoted in ``SPEC.md``. The computations (paired tests,
 bootstrap tables, seed-level tests) are the engine's, re-exported for the notebook.
 
-May import: the engine, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
 # what notebook 07 calls from the engine, re-exported so it imports from here only
-from mtloca_lib.engine.comparisons import (  # noqa: F401
+from mtloca_lib.evaluation.comparisons import (  # noqa: F401
     bootstrap_table, convergence_by_run, model_numbers, paired_tests, protocol_tests,
 )
-from mtloca_lib.engine.seeds import (  # noqa: F401
+from mtloca_lib.evaluation.seeds import (  # noqa: F401
     SEED_PAIRS, compare_seeds, describe, same_model_tests, seed_level_test, seed_table,
 )
 
-from mtloca_lib.engine.comparisons import ALPHA, holm
+from mtloca_lib.evaluation.comparisons import ALPHA, holm
 
 from pathlib import Path
 from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.experiments import DISPLAY
 
 
 REFERENCE = pd.DataFrame(

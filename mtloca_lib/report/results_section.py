@@ -18,7 +18,7 @@ were lost, recovered from their job logs, marked as such).
 A test (tests/test_results_section.py) checks that the README block equals what this
 module renders from the committed files, so the numbers cannot drift from the runs.
 
-May import: ``mtloca_lib.engine``, ``mtloca_lib.data``, ``mtloca_lib.models``, the base modules and ``mtloca_lib.report``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mtloca_lib.engine.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS
-from mtloca_lib.engine.experiments import run_complete as _complete
-from mtloca_lib.engine.experiments import run_status as _status
-from mtloca_lib.engine.experiments import EXTENDED_PROFILES, extended_label, extended_run, is_extended, run_of_record
+from mtloca_lib.experiments import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS
+from mtloca_lib.experiments import run_complete as _complete
+from mtloca_lib.experiments import run_status as _status
+from mtloca_lib.experiments import EXTENDED_PROFILES, extended_label, extended_run, is_extended, run_of_record
 
 REPO = REPO_ROOT
 BEGIN, END = "<!-- busi-results:begin -->", "<!-- busi-results:end -->"
@@ -86,8 +86,8 @@ def _machine(run_dir: Path) -> str:
 
 
 def _converged(run_dir: Path) -> str:
-    """The convergence rule's verdict in a word (mtloca_lib.engine.convergence)."""
-    from mtloca_lib.engine.convergence import convergence_status
+    """The convergence rule's verdict in a word (mtloca_lib.evaluation.convergence)."""
+    from mtloca_lib.evaluation.convergence import convergence_status
 
     status = convergence_status(run_dir)
     if status["converged"] is None:
@@ -122,7 +122,7 @@ def _md(df: pd.DataFrame, keep_text: bool = False) -> str:
 def _longer_rows(rd: Path, base_row: dict, name_key: str, model: str, status_key: str) -> list[dict]:
     """The row of ``rd``'s configuration retrained longer (``experiments.extended_run``), shown right
     below a complete run that did not converge: its numbers once complete, else how far it is."""
-    from mtloca_lib.engine.convergence import is_converged
+    from mtloca_lib.evaluation.convergence import is_converged
 
     longer = extended_run(rd)
     if longer is None or not longer.is_dir() or not _complete(rd) or is_converged(rd):
@@ -164,7 +164,7 @@ def comparison_tests(root: Path = REPO, profile: str | None = None, runs: dict |
     """The paired tests of the results block's Tables 2-3 (:data:`COMPARED_PAIRS`, both protocols),
     with ``p_holm`` over all of them, as the block shows them; empty when no pair is complete.
     ``runs``: :func:`comparison_runs` of the same root and profile, when the caller has it already."""
-    from mtloca_lib.engine.comparisons import holm, paired_tests
+    from mtloca_lib.evaluation.comparisons import holm, paired_tests
 
     runs = comparison_runs(root, profile or CURRENT_PROFILE) if runs is None else runs
     t = paired_tests(runs, COMPARED_PAIRS)
@@ -223,7 +223,7 @@ def comparison_block(root: Path, profile: str) -> list[str]:
 
 
 def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None, runs: dict | None = None) -> pd.DataFrame:
-    """Paired-test rows (:func:`~mtloca_lib.engine.comparisons.paired_tests`) as shown, Holm-adjusted.
+    """Paired-test rows (:func:`~mtloca_lib.evaluation.comparisons.paired_tests`) as shown, Holm-adjusted.
 
     Args:
         t: the tests.
@@ -231,7 +231,7 @@ def _tests_frame(t: pd.DataFrame, devices: list[str] | None = None, runs: dict |
         runs: the protocol -> model -> run directory the tests were made on; a model whose run
             is a longer run (``experiments.is_extended``) is named with its epochs.
     """
-    from mtloca_lib.engine.comparisons import holm
+    from mtloca_lib.evaluation.comparisons import holm
 
     def name(protocol: str, model: str) -> str:
         rd = (runs or {}).get(protocol, {}).get(model)
@@ -333,7 +333,7 @@ def ablation_tests_block(root: Path, profile: str, title: str = "**Table 6, pair
         profile: the profile whose MTL-OCA and variant (1) and (2) runs are paired.
         title: the bold lead of the paragraph above the table.
     """
-    from mtloca_lib.engine.comparisons import paired_tests
+    from mtloca_lib.evaluation.comparisons import paired_tests
 
     runs = {}
     for protocol in ("image", "grouped"):
@@ -431,7 +431,7 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
     pair once both models have two complete seed runs; a pair with an unconverged seed run is
     shown but "not tested" (``seeds.describe``).
     """
-    from mtloca_lib.engine import seeds
+    from mtloca_lib.evaluation import seeds
 
     legacy = profile == UNDERTRAINED_PROFILE
     base = root / "runs" / "busi" / ("cpu20_on_cpu" if legacy else profile) / "grouped"
@@ -453,7 +453,7 @@ def seeds_block(root: Path, profile: str = UNDERTRAINED_PROFILE) -> list[str]:
     })
     compared = sorted(set(table["model_a"]) | set(table["model_b"]))
     text = seeds.describe(table, seeds.same_model_tests({m: runs[m] for m in compared}))
-    return ["**Model differences against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.engine.seeds`).** "
+    return ["**Model differences against seed noise (grouped protocol, runs on this CPU, `mtloca_lib.evaluation.seeds`).** "
             "Each seed's 5-fold run is one observation; Welch's t-test over the seed means; a difference is "
             "tested only when every seed run of both models converged by the rule.", "",
             _md(shown), "", text, ""]
@@ -480,8 +480,8 @@ def schedule_block(root: Path, short: str | None = None, long: str | None = None
     still missing are named. When ``long`` is the profile of record (:data:`CURRENT_PROFILE`), the
     blocks above already test and list its runs: then only the table, under a title that says so.
     """
-    from mtloca_lib.engine.comparisons import paired_tests
-    from mtloca_lib.engine.convergence import convergence_status
+    from mtloca_lib.evaluation.comparisons import paired_tests
+    from mtloca_lib.evaluation.convergence import convergence_status
 
     short, long = short or SHORTER_PROFILE, long or LONGER_PROFILE
     base = root / "runs" / "busi"

@@ -6,7 +6,7 @@ per class, the image at the median Dice of the reference model, plus the image(s
 the models' Dice differ most), :func:`figure4` / :func:`figure4_from_runs` (image, truth,
 one column per model).
 
-May import: the engine, ``data``, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -17,8 +17,8 @@ import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from mtloca_lib.engine import overlay as plotting_overlay
-from mtloca_lib.engine.experiments import DISPLAY, model_color
+from mtloca_lib.inference import overlay as plotting_overlay
+from mtloca_lib.experiments import DISPLAY, model_color
 
 
 def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
@@ -26,12 +26,12 @@ def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
 
     Args:
         runs: model key -> finished run directory.
-        metrics: metric columns (default :data:`mtloca_lib.engine.runs.TABLE2_METRICS`).
+        metrics: metric columns (default :data:`mtloca_lib.evaluation.runs.TABLE2_METRICS`).
 
     Returns:
         DataFrame indexed by display name; one text column (``"mean ± std"``) per metric.
     """
-    from mtloca_lib.engine.runs import TABLE2_METRICS, run_summary
+    from mtloca_lib.evaluation.runs import TABLE2_METRICS, run_summary
 
     metrics = TABLE2_METRICS if metrics is None else metrics
     frames = []
@@ -113,8 +113,8 @@ def pick_cases(dice: pd.DataFrame, reference: str = "mtl_oca", class_order: Sequ
 
 def case_arrays(run_dir: Path, case_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The network-size images and true masks of some cases of a run (from its config's data)."""
-    from mtloca_lib.engine.config import RunConfig
-    from mtloca_lib.engine.cv import load_data
+    from mtloca_lib.config.run_config import RunConfig
+    from mtloca_lib.training.cv import load_data
     from mtloca_lib.runio import read_json
 
     cfg = RunConfig.from_dict(read_json(Path(run_dir) / "config.json"))
@@ -144,7 +144,7 @@ def figure4(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
     height = 2.1 * n + 0.4 + top
     fig, axes = plt.subplots(n, len(cols), figsize=(2.0 * len(cols), height), squeeze=False)
     for i in range(n):
-        plotting_overlay._show(axes[i, 0], images[i])
+        plotting_overlay.show_image(axes[i, 0], images[i])
         plotting_overlay.overlay_mask(axes[i, 1], images[i], truths[i], legend=False)
         for j, name in enumerate(preds, start=2):
             ax = axes[i, j]
@@ -166,7 +166,7 @@ def figure4(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
 
 def figure4_from_runs(runs: Mapping[str, Path], picks: pd.DataFrame, title: str | None = None) -> Figure:
     """Figure 4 for the cases in ``picks`` (from :func:`pick_cases`), read from the runs."""
-    from mtloca_lib.engine.cv import load_pred_masks
+    from mtloca_lib.training.cv import load_pred_masks
 
     ids = picks["case_id"].astype(str).tolist()
     images, truths = case_arrays(next(iter(runs.values())), ids)

@@ -4,22 +4,22 @@
 paths relative to the repository. ``train_runs`` and ``run_summary`` are the engine's,
 re-exported so the notebook imports from here.
 
-May import: the engine, ``report.common``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
 # what notebook 01 calls from the engine, re-exported so it imports from here only
-from mtloca_lib.engine.experiments import train_runs  # noqa: F401
-from mtloca_lib.engine.runs import run_summary  # noqa: F401
+from mtloca_lib.experiments import train_runs  # noqa: F401
+from mtloca_lib.evaluation.runs import run_summary  # noqa: F401
 
 from mtloca_lib.report.common import display_path
 
 import pandas as pd
-from mtloca_lib.engine.experiments import DISPLAY, NotebookParams
+from mtloca_lib.experiments import DISPLAY, NotebookParams
 
 
 def runs_table(runs: pd.DataFrame, params: NotebookParams) -> pd.DataFrame:
-    """The table :func:`~mtloca_lib.engine.experiments.train_runs` returns, with display names and
+    """The table :func:`~mtloca_lib.experiments.train_runs` returns, with display names and
     run folders relative to the run root (``<run_root>/...``)."""
     out = runs.copy()
     out.insert(0, "name", [DISPLAY.get(m, m) for m in out["model"]])

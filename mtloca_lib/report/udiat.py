@@ -7,7 +7,7 @@ confusion matrix. Tables 4-5 reuse Tables 2-3's functions (re-exported from
 figures are never committed (``reproduce`` strips them; ``.gitignore`` keeps ``*udiat*``
 figures out of git).
 
-May import: the engine, ``report.common``, ``report.segmentation``, ``report.classification``.
+May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
@@ -23,9 +23,9 @@ import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
-from mtloca_lib.engine import overlay as plotting_overlay
+from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.report import common as plotting
-from mtloca_lib.engine.experiments import DISPLAY
+from mtloca_lib.experiments import DISPLAY
 
 
 def udiat_banner(real: bool) -> str:
@@ -79,7 +79,7 @@ def figure7(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
 def figure7_from_runs(runs: Mapping[str, str | Path], picks: pd.DataFrame, title: str = "") -> Figure:
     """Figure 7 from the runs: the cases in ``picks`` (``report.segmentation.pick_cases``) and each
     classifying model's pooled confusion matrix."""
-    from mtloca_lib.engine.cv import load_pred_masks
+    from mtloca_lib.training.cv import load_pred_masks
     from mtloca_lib.report.segmentation import case_arrays
 
     ids = picks["case_id"].astype(str).tolist()

@@ -1,0 +1,131 @@
+"""One final model trained on a whole dataset (no test folds): ``mtloca train --holdout none``.
+
+Cross-validation (:mod:`mtloca_lib.training.cv`) answers "how good is this recipe"; a user who
+wants a model to apply to new images (``mtloca predict``) or to another dataset
+(``mtloca evaluate RUN --dataset ...``) trains one on every image. The run directory::
+
+    config.json        the full RunConfig
+    manifest.json      config, data fingerprint, git commit, packages, hardware, wall time,
+                       ``"holdout": "none"``
+    train_cases.csv    case_id, label, group, part ("train" or "validation")
+    history.csv        the per-epoch losses (and the validation curve, when one is held out)
+    model.pt           the final weights, with the config and class names (what predict loads)
+    checkpoint.pt      while it trains; rerunning the same command resumes from it
+
+With ``val_fraction`` > 0 a validation part (stratified, grouped by near-duplicate group
+under the grouped protocol) is still held out, for the learning curve only; the last
+epoch is kept. The training seed is that of fold ``k`` of a cross-validation run with the
+same config (one past its last fold), so it never repeats a fold's seed.
+
+May import: its own folder, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
+"""
+from __future__ import annotations
+
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.runio import atomic_torch_save, environment_info, git_commit, read_json, write_csv, write_json
+
+
+def is_final_run(run_dir: str | Path) -> bool:
+    """True for a run directory made by :func:`train_final` (it has ``model.pt`` at the top)."""
+    run_dir = Path(run_dir)
+    if (run_dir / "manifest.json").exists():
+        return read_json(run_dir / "manifest.json").get("holdout") == "none"
+    return False
+
+
+def train_final(
+    cfg: RunConfig,
+    run_dir: str | Path,
+    log: Callable[[str], None] = print,
+    stop_after_epochs: int | None = None,
+    data: PreparedDataset | None = None,
+) -> Path:
+    """Train ``cfg`` on the whole dataset and write the final weights to ``run_dir/model.pt``.
+
+    Args:
+        cfg: the run configuration (``k`` and ``folds`` are not used, apart from the seed).
+        run_dir: the output folder (created if needed).
+        log: receives progress lines when not interactive.
+        stop_after_epochs: test hook, see :func:`mtloca_lib.training.loop.train_fold`.
+        data: an already prepared dataset (skips loading; must match ``cfg``).
+
+    Returns:
+        The path of ``model.pt``.
+
+    Raises:
+        RunConfigMismatch: ``run_dir`` holds a run of another configuration.
+        ValueError: ``run_dir`` holds a cross-validation run.
+    """
+    from mtloca_lib.training.cv import check_run_config, fold_table, load_data
+    from mtloca_lib.data.splits import validation_split
+    from mtloca_lib.training.loop import select_device, train_fold
+
+    run_dir = Path(run_dir)
+    weights = run_dir / "model.pt"
+    check_run_config(run_dir, cfg)
+    if (run_dir / "config.json").exists():
+        if not is_final_run(run_dir) and any(run_dir.glob("fold*/")):
+            raise ValueError(f"{run_dir} holds a cross-validation run; give --holdout none its own --run-dir")
+    if weights.exists():
+        log(f"{run_dir}: the final model was trained earlier ({weights})")
+        return weights
+    data = data if data is not None else load_data(cfg)
+    table = fold_table(cfg, data)[["case_id", "label", "group"]].copy()
+    everything = np.arange(len(table))
+    if cfg.val_fraction:
+        is_val = validation_split(table["label"].to_numpy(), table["group"].to_numpy(), cfg.val_fraction,
+                                  seed=cfg.split_seed * 1000 + cfg.k)
+    else:
+        is_val = np.zeros(len(table), dtype=bool)
+    table["part"] = np.where(is_val, "validation", "train")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    saved_cfg = {**cfg.to_dict(), "folds": None}
+    write_json(run_dir / "config.json", saved_cfg)
+    write_csv(run_dir / "train_cases.csv", table)
+    device = str(select_device(cfg.device))
+    manifest = {
+        "config": saved_cfg,
+        "config_digest": cfg.digest(),
+        "holdout": "none",
+        "data": {
+            "name": data.name,
+            "fingerprint": data.fingerprint,
+            "n_images": len(data),
+            "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
+            "params": data.params,
+        },
+        "model_selection": ("last epoch; trained on every image" if not cfg.val_fraction else
+                            f"last epoch; trained on every image but a {cfg.val_fraction:.0%} validation "
+                            "part held out for the learning curve only"),
+        "git": git_commit(),
+        "environment": environment_info(device),
+    }
+    write_json(run_dir / "manifest.json", manifest)
+
+    t0 = time.perf_counter()
+    log(f"final model: {int((~is_val).sum())} train / {int(is_val.sum())} validation images, no test images")
+    model, history = train_fold(cfg, data, everything[~is_val], run_dir / "checkpoint.pt", cfg.k, log=log,
+                                stop_after_epochs=stop_after_epochs, val_index=everything[is_val])
+    write_csv(run_dir / "history.csv", pd.DataFrame(history))
+    atomic_torch_save(
+        weights,
+        {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+         "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
+    )
+    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+    manifest["wall_seconds"] = round(time.perf_counter() - t0, 2)
+    manifest["epochs"] = cfg.epochs
+    manifest["device"] = device
+    manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    write_json(run_dir / "manifest.json", manifest)
+    log(f"final model written: {weights}")
+    return weights
