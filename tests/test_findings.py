@@ -7,16 +7,12 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mtloca_lib.evaluation.runs import run_complete
+from mtloca_lib.experiments import PROFILE_OF_RECORD as OF_RECORD
 from mtloca_lib.report import findings
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture
-def shorter_of_record(monkeypatch):
-    """The findings as they read while the 40-epoch profile was the profile of record, so the
-    longer profile's runs get their own sentences."""
-    monkeypatch.setattr(findings, "PROFILES", ("cpu_light", "cpu"))
+# Committed runs of earlier profiles stand in for runs of the profile of record in a copied tree.
 
 
 def test_readme_findings_match_the_committed_runs():
@@ -28,7 +24,7 @@ def test_findings_use_only_complete_runs_and_say_what_is_missing(tmp_path):
     src = REPO / "runs" / "busi" / "cpu" / "grouped" / "mtl_oca-seed0"
     if not (src / "fold_metrics.csv").exists():
         pytest.skip("committed cpu run not present")
-    dst = tmp_path / "runs" / "busi" / "cpu" / "grouped" / "mtl_oca-seed0"
+    dst = tmp_path / "runs" / "busi" / OF_RECORD / "grouped" / "mtl_oca-seed0"
     shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.pt"))
     table, used = findings.findings_table(tmp_path)
     assert list(used) == [("mtl_oca", "grouped")]
@@ -36,7 +32,7 @@ def test_findings_use_only_complete_runs_and_say_what_is_missing(tmp_path):
     mean = pd.read_csv(src / "fold_metrics.csv")["dice"].mean()
     assert row["Dice"].startswith(f"{mean:.3f}")
     assert (table["run"] == "not run yet").sum() == 5
-    text = findings.sentences(used)
+    text = findings.sentences(used, tmp_path)
     assert "cannot be compared yet" in text[1] and "UNet (ST) (grouped)" in text[2]
     # a run with a fold missing is not complete: it leaves the table
     (dst / "fold_metrics.csv").write_text(pd.read_csv(src / "fold_metrics.csv").iloc[:4].to_csv(index=False))
@@ -62,13 +58,13 @@ def test_findings_state_each_protocols_claim_and_the_protocol_effect(tmp_path):
         # UNet (ST)'s image-level run may still be incomplete in git: stand in its grouped run
         src = src if (src / "fold_metrics.csv").exists() and len(pd.read_csv(src / "fold_metrics.csv")) == 5 \
             else base / "grouped" / f"{model}-seed0"
-        shutil.copytree(src, tmp_path / "runs" / "busi" / "cpu_light" / protocol / f"{model}-seed0",
+        shutil.copytree(src, tmp_path / "runs" / "busi" / OF_RECORD / protocol / f"{model}-seed0",
                         ignore=shutil.ignore_patterns("model.pt"))
-    text = findings.sentences(findings.findings_table(tmp_path)[1])
+    text = findings.sentences(findings.findings_table(tmp_path)[1], tmp_path)
     assert text[1].startswith("Against UNet (ST) on the same folds")
     assert text[2].startswith("Under the image-level protocol, against UNet (ST)")
     from mtloca_lib.evaluation.convergence import is_converged
-    image_runs = [tmp_path / "runs" / "busi" / "cpu_light" / "image" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
+    image_runs = [tmp_path / "runs" / "busi" / OF_RECORD / "image" / f"{m}-seed0" for m in ("mtl_oca", "unet_st")]
     if all(is_converged(rd) for rd in image_runs):
         assert "McNemar" in text[2]
     else:  # an unconverged run is named, and no test is reported on it
@@ -76,12 +72,12 @@ def test_findings_state_each_protocols_claim_and_the_protocol_effect(tmp_path):
     delta = next(s for s in text if s.startswith("The leakage-free protocol changes"))
     image = pd.read_csv(srcs[("mtl_oca", "image")] / "fold_metrics.csv")["dice"].mean()
     grouped = pd.read_csv(srcs[("mtl_oca", "grouped")] / "fold_metrics.csv")["dice"].mean()
-    assert f"MTL-OCA (`cpu_light`) {grouped - image:+.3f} Dice" in delta
+    assert f"MTL-OCA (`{OF_RECORD}`) {grouped - image:+.3f} Dice" in delta
     # the last sentence names what the seed-0 runs still lack: unconverged runs and seeds
     missing = text[-1]
     assert missing.startswith("Still missing") and "0 of 6 runs complete" in missing
     for (model, protocol) in srcs:
-        rd = tmp_path / "runs" / "busi" / "cpu_light" / protocol / f"{model}-seed0"
+        rd = tmp_path / "runs" / "busi" / OF_RECORD / protocol / f"{model}-seed0"
         named = f"{findings.DISPLAY[model]} ({protocol})" in missing.split("not converged by the rule")[-1]
         assert named == (not is_converged(rd)), (model, protocol)
 
@@ -93,7 +89,7 @@ def test_findings_answer_table6_only_with_both_runs(tmp_path):
     srcs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "ablation_no_oca")}
     if not all((rd / "fold_metrics.csv").exists() for rd in srcs.values()):
         pytest.skip("committed cpu_light ablation runs not present")
-    dst = tmp_path / "runs" / "busi" / "cpu_light" / "grouped"
+    dst = tmp_path / "runs" / "busi" / OF_RECORD / "grouped"
     shutil.copytree(srcs["mtl_oca"], dst / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
     assert findings._ablation_sentence(tmp_path, "grouped") is None
     shutil.copytree(srcs["ablation_no_oca"], dst / "ablation_no_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
@@ -113,13 +109,13 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
     from mtloca_lib.evaluation.convergence import is_converged
 
     base = REPO / "runs" / "busi" / "cpu_light" / "grouped"
-    names = ["mtl_oca-seed0"] + [f"unet_st-seed{s}" for s in (0, 1, 2)]
-    if not all(findings._complete(base / n) for n in names):
+    names = ["mtl_oca-seed0", "unet_st-seed0", "unet_st-seed1", "unet_st-seed2"]
+    if not all(run_complete(base / n) for n in names):
         pytest.skip("committed cpu_light seed runs not present")
-    dst = tmp_path / "runs" / "busi" / "cpu_light" / "grouped"
+    dst = tmp_path / "runs" / "busi" / OF_RECORD / "grouped"
     for n in names:
         shutil.copytree(base / n, dst / n, ignore=shutil.ignore_patterns("*.pt", "*.npz"))
-    assert findings._seed_sentences(dst) == []  # one MTL-OCA seed: nothing over seeds yet
+    assert findings._seed_sentences(tmp_path) == []  # one MTL-OCA seed: nothing over seeds yet
     # a second MTL-OCA seed: seed 0's run, relabelled, 0.01 higher on every fold
     shutil.copytree(dst / "mtl_oca-seed0", dst / "mtl_oca-seed1")
     cfg = json.loads((dst / "mtl_oca-seed1" / "config.json").read_text())
@@ -127,7 +123,7 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
     folds = pd.read_csv(dst / "mtl_oca-seed1" / "fold_metrics.csv")
     folds[["dice", "dice_lesion", "accuracy"]] += 0.01
     folds.to_csv(dst / "mtl_oca-seed1" / "fold_metrics.csv", index=False)
-    [text] = findings._seed_sentences(dst)
+    [text] = findings._seed_sentences(tmp_path)
     assert "MTL-OCA against UNet (ST)" in text and "2 and 3 seeds" in text
     unconverged = sum(not is_converged(dst / f"unet_st-seed{s}") for s in (0, 1, 2))
     if unconverged:
@@ -137,13 +133,13 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
         for fold in range(5):
             shutil.copy(dst / "unet_st-seed0" / f"fold{fold}" / "history.csv",
                         dst / f"unet_st-seed{s}" / f"fold{fold}" / "history.csv")
-    [text] = findings._seed_sentences(dst)
+    [text] = findings._seed_sentences(tmp_path)
     assert "not tested" not in text and "at 0.05 the Dice difference is " in text
     # each metric gets its own p and verdict (a lesion Dice gap can pass where the Dice one does not)
     assert "Welch p over seeds: Dice " in text and ", lesion Dice " in text and "the lesion Dice difference " in text
     assert "the accuracy difference " in text
     # two seeds of variant (1) too: Table 6's question over seeds, with the classifier-source caveat
-    if findings._complete(base / "ablation_no_oca-seed0"):
+    if run_complete(base / "ablation_no_oca-seed0"):
         shutil.copytree(base / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed0",
                         ignore=shutil.ignore_patterns("*.pt", "*.npz"))
         shutil.copytree(dst / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed1")
@@ -152,59 +148,9 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
         folds = pd.read_csv(rd / "fold_metrics.csv")
         folds[["dice", "dice_lesion", "accuracy"]] -= 0.01
         folds.to_csv(rd / "fold_metrics.csv", index=False)
-        seed_texts = findings._seed_sentences(dst)
+        seed_texts = findings._seed_sentences(tmp_path)
         assert len(seed_texts) == 2 and "against (1) no OCA" in seed_texts[1]
         assert "reads the bottleneck" in seed_texts[1] and "reads the bottleneck" not in seed_texts[0]
-
-
-def test_findings_repeat_the_claim_on_the_longer_schedule(tmp_path, shorter_of_record):
-    """The cpu_light60 runs get their own claim sentence once MTL-OCA and UNet (ST) are complete there."""
-    base = REPO / "runs" / "busi" / findings.LONGER / "grouped"
-    srcs = {m: base / f"{m}-seed0" for m in ("mtl_oca", "unet_st")}
-    if not all((rd / "fold_metrics.csv").exists() for rd in srcs.values()):
-        pytest.skip("committed cpu_light60 runs not present")
-    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped"
-    shutil.copytree(srcs["mtl_oca"], dst / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
-    assert findings._longer_sentences(tmp_path) == []
-    shutil.copytree(srcs["unet_st"], dst / "unet_st-seed0", ignore=shutil.ignore_patterns("model.pt"))
-    (text,) = findings._longer_sentences(tmp_path)
-    a = pd.read_csv(srcs["mtl_oca"] / "fold_metrics.csv")["dice"].mean()
-    b = pd.read_csv(srcs["unet_st"] / "fold_metrics.csv")["dice"].mean()
-    assert text.startswith("Trained 60 epochs instead of 40 (`cpu_light60`") and f"{a - b:+.3f} Dice" in text
-    from mtloca_lib.evaluation.convergence import is_converged
-    assert ("McNemar" in text) == (is_converged(srcs["mtl_oca"]) and is_converged(srcs["unet_st"]))
-
-
-def test_findings_ask_table6_on_the_longer_schedule(tmp_path, shorter_of_record):
-    """Table 6's sentence is repeated for the longer profile once MTL-OCA and variant (1) are complete there."""
-    src = REPO / "runs" / "busi" / "cpu_light" / "grouped"
-    names = ("mtl_oca-seed0", "ablation_no_oca-seed0")
-    if not all((src / n / "fold_metrics.csv").exists() for n in names):
-        pytest.skip("committed cpu_light runs not present")
-    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped"
-    shutil.copytree(src / names[0], dst / names[0], ignore=shutil.ignore_patterns("model.pt"))
-    assert findings._longer_sentences(tmp_path) == []
-    shutil.copytree(src / names[1], dst / names[1], ignore=shutil.ignore_patterns("model.pt"))
-    (text,) = findings._longer_sentences(tmp_path)
-    a = pd.read_csv(src / names[0] / "fold_metrics.csv")["dice"].mean()
-    b = pd.read_csv(src / names[1] / "fold_metrics.csv")["dice"].mean()
-    assert text.startswith("Trained 60 epochs instead of 40, Table 6 (grouped (leakage-free), `cpu_light60`)")
-    assert f"{a - b:+.3f} Dice" in text
-
-
-def test_still_missing_counts_the_longer_runs(tmp_path, shorter_of_record):
-    """The 'still missing' sentence says how many of the runs a profile of record needs the longer
-    profile has, and says nothing of it before its first run is complete."""
-    from mtloca_lib.report.results_section import schedule_configs
-
-    assert findings._longer_progress(tmp_path) == ""
-    src = REPO / "runs" / "busi" / findings.LONGER / "grouped" / "mtl_oca-seed0"
-    if not (src / "fold_metrics.csv").exists():
-        pytest.skip("committed cpu_light60 runs not present")
-    dst = tmp_path / "runs" / "busi" / findings.LONGER / "grouped" / "mtl_oca-seed0"
-    shutil.copytree(src, dst, ignore=shutil.ignore_patterns("model.pt"))
-    assert f"1 of the {len(schedule_configs())} runs are complete" in findings._longer_progress(tmp_path)
-    assert len(schedule_configs()) == 16
 
 
 def test_findings_ask_whether_oca_alone_helps(tmp_path):
@@ -213,7 +159,7 @@ def test_findings_ask_whether_oca_alone_helps(tmp_path):
     src = REPO / "runs" / "busi" / "cpu_light" / "grouped"
     if not all((src / n / "fold_metrics.csv").exists() for n in ("mtl_oca-seed0", "ablation_no_oca-seed0")):
         pytest.skip("committed cpu_light runs not present")
-    dst = tmp_path / "runs" / "busi" / "cpu_light" / "grouped"
+    dst = tmp_path / "runs" / "busi" / OF_RECORD / "grouped"
     shutil.copytree(src / "mtl_oca-seed0", dst / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
     assert findings._twin_sentence(tmp_path, "grouped") is None
     shutil.copytree(src / "ablation_no_oca-seed0", dst / "ablation_no_oca_same_cls-seed0",
@@ -221,7 +167,7 @@ def test_findings_ask_whether_oca_alone_helps(tmp_path):
     text = findings._twin_sentence(tmp_path, "grouped")
     a = pd.read_csv(src / "mtl_oca-seed0" / "fold_metrics.csv")["dice"].mean()
     b = pd.read_csv(src / "ablation_no_oca-seed0" / "fold_metrics.csv")["dice"].mean()
-    assert text.startswith("Table 6 (grouped (leakage-free), `cpu_light`), the OCA module alone")
+    assert text.startswith(f"Table 6 (grouped (leakage-free), `{OF_RECORD}`), the OCA module alone")
     assert f"{a - b:+.3f} Dice" in text and ": OCA helps segmentation" in text  # +0.2 Dice, p ~ 1e-48
     assert "classifier's place" not in text  # variant (1) itself not there: no split of its gap
     shutil.copytree(src / "ablation_no_oca-seed0", dst / "ablation_no_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))

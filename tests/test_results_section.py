@@ -7,6 +7,7 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
+from mtloca_lib.experiments import PROFILE_OF_RECORD as OF_RECORD
 from mtloca_lib.report import results_section as rs
 
 REPO = Path(__file__).resolve().parents[1]
@@ -38,27 +39,25 @@ def test_render_names_its_sources(tmp_path):
     text = rs.render(root=tmp_path)
     # + the seeds line's missing seeds 1 and 2 of each seed model
     assert "Table 6" in text and text.count("not run yet") == 6 + 2 * len(rs.SEED_MODELS)
-    assert "Tables 2 and 3" not in text and "Undertrained" not in text
-    legacy = rs.render(root=tmp_path, profile=rs.UNDERTRAINED_PROFILE)
-    assert legacy.count("not complete yet") == 6
+    assert "Tables 2 and 3" not in text and "Earlier runs" not in text
 
 
 def test_table6_says_when_the_classifier_source_differs(tmp_path):
     """cpu_light's MTL-OCA classifies from the bottleneck, the variants from the mask: the caption says so."""
     assert "reads the bottleneck" in "\n".join(rs.ablation_block(tmp_path, "cpu_light"))
     assert "reads the bottleneck" not in "\n".join(rs.ablation_block(tmp_path, "paper"))
-    assert "reads the bottleneck" not in "\n".join(rs.ablation_block(tmp_path, rs.UNDERTRAINED_PROFILE))
 
 
-def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monkeypatch):
-    """A run with some folds done reads "k of 5 folds"; the cpu20 runs get their own labelled table."""
+def test_render_reports_partial_runs_and_lists_the_earlier_runs(tmp_path, monkeypatch):
+    """A run with some folds done reads "k of 5 folds"; a run of an earlier profile (cpu20) is a row
+    of the earlier-runs table."""
     import shutil
 
     from mtloca_lib.config.run_config import make_config
     from mtloca_lib.training.cv import run_cv
 
     monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
-    done = tmp_path / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped" / "mtl_oca-seed0"
+    done = tmp_path / "runs" / "busi" / OF_RECORD / "grouped" / "mtl_oca-seed0"
     run_cv(make_config("mtl_oca", "smoke", {"epochs": 1, "k": 5, "num_threads": 1}), done, log=lambda s: None)
     partial = done.parent / "unet_st-seed0"
     shutil.copytree(done, partial)
@@ -66,10 +65,10 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
         shutil.rmtree(partial / extra)
     (partial / "fold_metrics.csv").unlink()
     shutil.copytree(partial, partial.parent / "unet_st-seed1")
-    old = tmp_path / "runs" / "busi" / rs.UNDERTRAINED_PROFILE / "grouped" / "mtl_oca-seed0"
+    old = tmp_path / "runs" / "busi" / "cpu20" / "grouped" / "mtl_oca-seed0"
     shutil.copytree(done, old)
     text = rs.render(root=tmp_path)
-    assert f"the `{rs.CURRENT_PROFILE}` profile" in text
+    assert f"the `{OF_RECORD}` profile" in text
     row = next(line for line in text.splitlines() if "grouped" in line and "UNet (ST)" in line)
     assert "2 of 5 folds" in row
     row = next(line for line in text.splitlines() if "grouped" in line and "MTL-OCA" in line)
@@ -83,9 +82,9 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
     spread = text.split("**Run-to-run spread")[1]
     assert "| converged" in spread.splitlines()[2]
     assert "UNet (ST) seed 1: 2 of 5 folds" in spread and "MTL-OCA seed 1" not in spread.split("**Seeds")[1]
-    assert "**Undertrained, for contrast only**" in text
-    contrast = text.split("**Undertrained, for contrast only**")[1]
-    assert contrast.count("MTL-OCA") == 1
+    assert "**Earlier runs**" in text
+    contrast = text.split("**Earlier runs**")[1]
+    assert contrast.count("MTL-OCA") == 1 and "| `cpu20`" in contrast
     assert "Model differences against seed noise" not in text  # no pair has two seeds on both sides yet
     # two seeds of MTL-OCA and of the variant without OCA: Table 6's question over seeds; the
     # smoke runs' one-epoch curves give no convergence verdict, so nothing is called tested
@@ -100,7 +99,7 @@ def test_render_reports_partial_runs_and_labels_the_undertrained(tmp_path, monke
             t["dice"] = (t["dice"] + shift).clip(0, 1)
             t.to_csv(rd / table, index=False)
     text = rs.render(root=tmp_path)
-    block = text.split("Model differences against seed noise")[1].split("**Undertrained")[0]
+    block = text.split("Model differences against seed noise")[1].split("**Earlier runs")[0]
     assert "MTL-OCA − (1) no OCA, cls from mask" in block and "MTL-OCA − UNet (ST)" not in block
     assert "not tested" in block and "beyond seed noise" not in block
 
@@ -139,77 +138,28 @@ def test_compare_runs_flags_runs_from_different_devices(tmp_path, monkeypatch):
     assert not table["same_device"].any()
 
 
-def test_schedule_block_sets_the_longer_runs_beside_the_shorter(tmp_path, monkeypatch):
-    """cpu_light60 rows appear once a run is complete, with the change against the cpu_light run of
-    the same configuration, and the runs still missing are named; nothing renders before (while the
-    shorter profile is the profile of record)."""
+def test_earlier_runs_are_one_table_from_the_registry(tmp_path):
+    """Every complete BUSI run of another profile is one row, beside the run of record of the same
+    configuration (its Δ), its profile described by the profile table's own summary; the runs of the
+    profile of record and of its longer profile are not in it; an incomplete run is left out."""
     import shutil
 
-    from mtloca_lib.config.run_config import make_config
-    from mtloca_lib.training.cv import run_cv
+    from mtloca_lib.config.profiles import PROFILE_TABLE
 
-    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
-    assert rs.schedule_block(tmp_path) == []
-    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
-    short = tmp_path / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped" / "unet_st-seed0"
-    run_cv(make_config("unet_st", "smoke", {"epochs": 1, "k": 5, "num_threads": 1}), short, log=lambda s: None)
-    long = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped" / "unet_st-seed0"
-    shutil.copytree(short, long)
-    metrics = pd.read_csv(long / "fold_metrics.csv")
-    metrics["dice"] += 0.125
-    metrics.to_csv(long / "fold_metrics.csv", index=False)
-    partial = long.parent / "mtl_oca-seed0"
-    shutil.copytree(short, partial)
-    (partial / "fold_metrics.csv").unlink()
-    shutil.rmtree(partial / "fold3")
-    text = "\n".join(rs.schedule_block(tmp_path))
-    assert f"the `{rs.LONGER_PROFILE}` profile" in text
-    row = next(line for line in text.splitlines() if line.startswith("| grouped") and "UNet (ST)" in line)
-    assert "+0.125" in row and "n/a -> n/a" in row  # one-epoch curves: no rise
-    assert "MTL-OCA grouped seed 0: 4 of 5 folds" in text and "MT-DUNet image seed 0: not run yet" in text
-    assert "Paired tests" not in text  # one complete model: nothing to pair
-    assert "A longer schedule" in rs.render(root=tmp_path)
-
-
-def test_schedule_block_tests_table6_on_the_longer_runs(tmp_path, monkeypatch):
-    """While the shorter profile is of record, the ablation variants and the no-OCA seeds are named
-    among the longer runs still missing, and Table 6's paired tests appear for the longer profile
-    once MTL-OCA and both variants of a protocol are complete there (the committed shorter runs
-    stand in for longer ones)."""
-    import shutil
-
-    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
-    src = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped"
-    names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
-    if not all((src / n / "fold_metrics.csv").exists() for n in names):
-        pytest.skip("committed cpu_light runs not present")
-    dst = tmp_path / "runs" / "busi" / rs.LONGER_PROFILE / "grouped"
-    for n in names[:2]:
-        shutil.copytree(src / n, dst / n, ignore=shutil.ignore_patterns("model.pt"))
-    text = "\n".join(rs.schedule_block(tmp_path))
-    assert "(2) OCA, cls from OCA mask grouped seed 0: not run yet" in text
-    assert "(1) no OCA, cls from mask grouped seed 1: not run yet" in text
-    assert "(1) no OCA, cls from mask image seed 0: not run yet" in text
-    assert "Table 6 on the" not in text  # variant (2) missing: nothing to test yet
-    shutil.copytree(src / names[2], dst / names[2], ignore=shutil.ignore_patterns("model.pt"))
-    text = "\n".join(rs.schedule_block(tmp_path))
-    assert f"**Table 6 on the `{rs.LONGER_PROFILE}` runs, paired tests**" in text
-    rows = [line for line in text.splitlines() if line.startswith("| grouped") and "MTL-OCA vs (" in line]
-    assert len(rows) == 4  # two variants x (Wilcoxon, McNemar)
-    assert "(1b)" not in text  # our extra variant: never listed as missing
-    twin = dst / "ablation_no_oca_same_cls-seed0"
-    shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt"))
-    image = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "image" / "mtl_oca-seed0"
-    if (image / "fold_metrics.csv").exists():  # an image-level row, which the twin's row must precede
-        shutil.copytree(image, dst.parent / "image" / "mtl_oca-seed0", ignore=shutil.ignore_patterns("model.pt"))
-    lines = "\n".join(rs.schedule_block(tmp_path)).splitlines()
-    runs_table = lines[:next(i for i, line in enumerate(lines) if line.startswith("**Table 6 on the"))]
-    twin_row = next(line for line in runs_table if "(1b)" in line)
-    assert twin_row.startswith("| grouped") and "| yes" in twin_row  # a complete, converged stand-in
-    grouped_rows = [i for i, line in enumerate(runs_table) if line.startswith("| grouped")]
-    image_rows = [i for i, line in enumerate(runs_table) if line.startswith("| image")]
-    assert runs_table.index(twin_row) == grouped_rows[-1]  # the last grouped row ...
-    assert all(i > grouped_rows[-1] for i in image_rows)  # ... and the image-level rows after it
+    assert rs.earlier_runs_block(tmp_path) == []
+    record = _committed_runs(tmp_path, OF_RECORD, ("unet_st-seed0",))
+    older = _committed_runs(tmp_path, "cpu_light", ("unet_st-seed0", "mtl_oca-seed0"))
+    shutil.copytree(older / "mtl_oca-seed0", older / "mtl_oca-seed1", ignore=shutil.ignore_patterns("fold_metrics.csv"))
+    text = "\n".join(rs.earlier_runs_block(tmp_path))
+    rows = [line for line in text.splitlines() if line.startswith("| `")]
+    assert len(rows) == 2 and all(r.startswith("| `cpu_light`") for r in rows)
+    a = pd.read_csv(older / "unet_st-seed0" / "fold_metrics.csv")["dice"].mean()
+    b = pd.read_csv(record / "unet_st-seed0" / "fold_metrics.csv")["dice"].mean()
+    unet = next(r for r in rows if "UNet (ST)" in r)
+    assert f"| {a - b:+.3f} " in unet and "| 40 " in unet
+    assert PROFILE_TABLE["cpu_light"].summary in text and OF_RECORD + "`:" not in text
+    mtl = next(r for r in rows if "MTL-OCA" in r)
+    assert mtl.split("|")[9].strip() == ""  # no run of record of MTL-OCA in this tree: no Δ
 
 
 def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):
@@ -217,58 +167,23 @@ def test_table6_shows_the_no_oca_twin_where_its_run_exists(tmp_path):
     exists; without it Table 6 is the paper's (a committed variant (1) run stands in for (1b))."""
     import shutil
 
-    src = REPO / "runs" / "busi" / rs.CURRENT_PROFILE / "grouped"
+    src = REPO / "runs" / "busi" / OF_RECORD / "grouped"
     names = ("mtl_oca-seed0", "ablation_no_oca-seed0", "ablation_oca_cls_from_mask-seed0")
-    dst = _committed_runs(tmp_path, rs.CURRENT_PROFILE, names)
-    before = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    dst = _committed_runs(tmp_path, OF_RECORD, names)
+    before = "\n".join(rs.ablation_block(tmp_path, OF_RECORD))
     assert "(1b)" not in before
     twin = dst / "ablation_no_oca_same_cls-seed0"
     shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt", "fold_metrics.csv"))
     shutil.rmtree(twin / "fold4")
-    partial = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    partial = "\n".join(rs.ablation_block(tmp_path, OF_RECORD))
     assert "| (1b) no OCA, cls as MTL-OCA" in partial and "4 of 5 folds" in partial
     assert "MTL-OCA vs (1b)" not in partial
     shutil.rmtree(twin)
     shutil.copytree(src / names[1], twin, ignore=shutil.ignore_patterns("model.pt"))
-    text = "\n".join(rs.ablation_block(tmp_path, rs.CURRENT_PROFILE))
+    text = "\n".join(rs.ablation_block(tmp_path, OF_RECORD))
     assert "(1b), ours, not in the paper" in text
     tests = [line for line in text.splitlines() if "MTL-OCA vs (1b) no OCA, cls as MTL-OCA" in line]
     assert len(tests) == 2  # Wilcoxon and McNemar
-
-
-def test_once_the_longer_profile_is_of_record_its_runs_are_not_reported_twice(tmp_path, monkeypatch):
-    """With the longer profile as the profile of record, the main blocks report its runs; the
-    schedule block keeps only the table against the shorter runs (no second set of tests, no second
-    list of missing runs), and the findings drop their "trained 60 epochs" repeats."""
-    import shutil
-
-    from mtloca_lib.report import findings
-
-    src = REPO / "runs" / "busi" / rs.SHORTER_PROFILE / "grouped"
-    names = ("mtl_oca-seed0", "unet_st-seed0", "ablation_no_oca-seed0")
-    if not all((src / n / "fold_metrics.csv").exists() for n in names):
-        pytest.skip("committed cpu_light runs not present")
-    for prof in (rs.SHORTER_PROFILE, rs.LONGER_PROFILE):
-        for n in names:
-            shutil.copytree(src / n, tmp_path / "runs" / "busi" / prof / "grouped" / n,
-                            ignore=shutil.ignore_patterns("model.pt"))
-    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.SHORTER_PROFILE)
-    monkeypatch.setattr(findings, "PROFILES", (rs.SHORTER_PROFILE, "cpu"))
-    before = rs.schedule_block(tmp_path)
-    assert any(line.startswith("**Paired tests between") for line in before)
-    assert any(line.startswith("Not complete yet with") for line in before)
-    assert any("Trained 60 epochs instead of 40" in s for s in findings._longer_sentences(tmp_path))
-
-    monkeypatch.setattr(rs, "CURRENT_PROFILE", rs.LONGER_PROFILE)
-    monkeypatch.setattr(findings, "PROFILES", (rs.LONGER_PROFILE, rs.SHORTER_PROFILE, "cpu"))
-    after = rs.schedule_block(tmp_path)
-    assert after[0].startswith("**The same runs against the shorter schedule**")
-    assert [line for line in after if line.startswith("| grouped")] == [
-        line for line in before if line.startswith("| grouped") and "vs" not in line]  # the same rows
-    assert not any(line.startswith(("**Paired tests", "**Table 6 on", "Not complete yet")) for line in after)
-    text = rs.render(root=tmp_path)
-    assert f"the `{rs.LONGER_PROFILE}` profile: mean ± std" in text and "A longer schedule" not in text
-    assert findings._longer_sentences(tmp_path) == [] and findings._longer_progress(tmp_path) == ""
 
 
 def test_seeds_of_the_no_oca_twin_are_shown_and_tested_never_missing(tmp_path):
@@ -279,30 +194,28 @@ def test_seeds_of_the_no_oca_twin_are_shown_and_tested_never_missing(tmp_path):
     import shutil
 
     names = ("mtl_oca-seed0", "mtl_oca-seed1", "ablation_no_oca_same_cls-seed0")
-    dst = _committed_runs(tmp_path, rs.LONGER_PROFILE, names)
-    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    dst = _committed_runs(tmp_path, OF_RECORD, names)
+    spread = "\n".join(rs.spread_block(tmp_path, OF_RECORD))
     assert "(1b)" not in spread  # seed 0 alone: no spread of its own to show
-    assert "(1b)" not in "\n".join(rs.seeds_block(tmp_path, rs.LONGER_PROFILE))
+    assert "(1b)" not in "\n".join(rs.seeds_block(tmp_path, OF_RECORD))
     twin1 = dst / "ablation_no_oca_same_cls-seed1"
     shutil.copytree(dst / names[2], twin1)
     cfg = json.loads((twin1 / "config.json").read_text())
     (twin1 / "config.json").write_text(json.dumps({**cfg, "seed": 1}))
-    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    spread = "\n".join(rs.spread_block(tmp_path, OF_RECORD))
     rows = [line for line in spread.splitlines() if line.startswith("| (1b)")]
     assert len(rows) == 2
     missing = next(line for line in spread.splitlines() if line.startswith("**Seeds (grouped protocol):**"))
     assert "(1b)" not in missing and "(1) no OCA, cls from mask seed 1" in missing
-    block = "\n".join(rs.seeds_block(tmp_path, rs.LONGER_PROFILE))
+    block = "\n".join(rs.seeds_block(tmp_path, OF_RECORD))
     assert "MTL-OCA − (1b) no OCA, cls as MTL-OCA" in block
     from mtloca_lib.report import findings
 
-    (twin_sentence,) = [s for s in findings._seed_sentences(dst) if "(1b)" in s]
+    (twin_sentence,) = [s for s in findings._seed_sentences(tmp_path) if "(1b)" in s]
     assert "against (1b) no OCA, cls as MTL-OCA (the OCA module alone) differs by" in twin_sentence
     # a started seed of ours says how far it is, among the seed runs not finished
     twin2 = dst / "ablation_no_oca_same_cls-seed2"
     shutil.copytree(twin1, twin2, ignore=shutil.ignore_patterns("fold_metrics.csv", "fold4"))
-    spread = "\n".join(rs.spread_block(tmp_path, rs.LONGER_PROFILE))
+    spread = "\n".join(rs.spread_block(tmp_path, OF_RECORD))
     line = next(line for line in spread.splitlines() if line.startswith("**Seeds (grouped protocol)"))
     assert "Ours, in progress: (1b) no OCA, cls as MTL-OCA seed 2: 4 of 5 folds." in line
-    schedule = "\n".join(rs.schedule_block(tmp_path, long=rs.LONGER_PROFILE))
-    assert "(1b) no OCA, cls as MTL-OCA grouped seed 2" not in schedule  # never listed as missing

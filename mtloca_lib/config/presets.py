@@ -56,14 +56,29 @@ EXTRA_ABLATION_MODELS = ("ablation_no_oca_same_cls",)
 ALL_MODELS = ("unet_st", "mt_dunet", "mtl_oca", "ablation_no_oca", "ablation_oca_cls_from_mask")
 
 
+class Label(str):
+    """A name printed for a run that is not just its model (e.g. "UNet (ST), 80 epochs"): a string
+    for tables, carrying the model key it was made from, so a figure finds the model's colour
+    without reading the text back."""
+
+    model: str
+
+    def __new__(cls, text: str, model: str) -> "Label":
+        obj = super().__new__(cls, text)
+        obj.model = model
+        return obj
+
+
 def display_name(model: str) -> str:
     """How tables name a preset ("mtl_oca" -> "MTL-OCA"); other names as given."""
     return DISPLAY.get(model, model)
 
 
 def model_color(name: str, default: str | None = None) -> str | None:
-    """The figure colour of a model by preset name or display name; ``default`` for anything else
-    (e.g. "image", "ground truth")."""
+    """The figure colour of a model by preset name, display name or :class:`Label`; ``default`` for
+    anything else (e.g. "image", "ground truth")."""
+    if isinstance(name, Label):
+        return MODEL_COLORS.get(name.model, default)
     if name in MODEL_COLORS:
         return MODEL_COLORS[name]
     preset = next((p for p, shown in DISPLAY.items() if shown == name), None)
