@@ -14,21 +14,21 @@ from __future__ import annotations
 
 import argparse
 import os
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
-import torch  # noqa: E402
-from scipy.stats import mannwhitneyu  # noqa: E402
+import numpy as np
+import pandas as pd
+import torch
+from scipy.stats import mannwhitneyu
 
 from mtloca_lib.training import cv
-from mtloca_lib.data import datasets, preprocess  # noqa: E402
-from mtloca_lib.report.common import save_figure  # noqa: E402
-from mtloca_lib.runio import read_json  # noqa: E402
+from mtloca_lib.data import datasets, preprocess
+from mtloca_lib.report.common import save_figure
+from mtloca_lib.runio import read_json
+from mtloca_lib.runio import REPO_ROOT
+
+REPO = REPO_ROOT
 
 
 def derivative_stats(prepared, sigma: float) -> pd.DataFrame:

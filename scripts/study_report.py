@@ -8,15 +8,15 @@ reads only the probes' histories (validation curves) and manifests, never their 
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
 from mtloca_lib.evaluation import convergence as C
-from mtloca_lib.report import convergence as C_convergence  # noqa: E402
-from mtloca_lib.report.common import save_figure  # noqa: E402
+from mtloca_lib.report import convergence as C_convergence
+from mtloca_lib.report.common import save_figure
+from mtloca_lib.runio import REPO_ROOT
+
+REPO = REPO_ROOT
 
 
 def main() -> int:

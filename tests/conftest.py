@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 import torch
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def busi_root() -> Path | None:

@@ -12,8 +12,9 @@ from mtloca_lib import experiments as ex
 from mtloca_lib.evaluation.convergence import is_converged
 from mtloca_lib.report import findings
 from mtloca_lib.report import results_section as rs
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 OF_RECORD = ex.PROFILE_OF_RECORD
 LONGER = ex.EXTENDED_PROFILES[OF_RECORD]
 

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import shutil
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -10,8 +9,10 @@ import pytest
 from mtloca_lib.evaluation.runs import run_complete
 from mtloca_lib.experiments import PROFILE_OF_RECORD as OF_RECORD
 from mtloca_lib.report import findings
+from mtloca_lib.report.busi_runs import busi_run
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 # Committed runs of earlier profiles stand in for runs of the profile of record in a copied tree.
 
 
@@ -125,14 +126,14 @@ def test_findings_weigh_seed_level_differences_only_on_converged_seeds(tmp_path)
     folds.to_csv(dst / "mtl_oca-seed1" / "fold_metrics.csv", index=False)
     [text] = findings._seed_sentences(tmp_path)
     assert "MTL-OCA against UNet (ST)" in text and "2 and 3 seeds" in text
-    unconverged = sum(not is_converged(dst / f"unet_st-seed{s}") for s in (0, 1, 2))
+    unconverged = sum(not is_converged(busi_run(tmp_path, OF_RECORD, "grouped", "unet_st", s)) for s in (0, 1, 2))
     if unconverged:
         assert "not tested" in text and f"UNet (ST) {3 - unconverged} of 3" in text
     # every seed run converged (UNet (ST) seed 0's curves stand in for seeds 1 and 2): a verdict
     for s in (1, 2):
         for fold in range(5):
             shutil.copy(dst / "unet_st-seed0" / f"fold{fold}" / "history.csv",
-                        dst / f"unet_st-seed{s}" / f"fold{fold}" / "history.csv")
+                        busi_run(tmp_path, OF_RECORD, "grouped", "unet_st", s) / f"fold{fold}" / "history.csv")
     [text] = findings._seed_sentences(tmp_path)
     assert "not tested" not in text and "at 0.05 the Dice difference is " in text
     # each metric gets its own p and verdict (a lesion Dice gap can pass where the Dice one does not)

@@ -17,8 +17,9 @@ import pytest
 
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation.runs import run_summary
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 PKG = REPO / "mtloca_lib"
 BASE = {"errors", "runio", "hardware"}
 FACES = {"cli", "reproduce", "__main__", "__init__"}

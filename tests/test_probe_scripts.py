@@ -6,8 +6,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from mtloca_lib.runio import REPO_ROOT
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "scripts"))
+sys.path.insert(0, str(REPO_ROOT / "scripts"))
 postprocess_probe = pytest.importorskip("postprocess_probe")
 
 

@@ -9,8 +9,10 @@ import pytest
 
 from mtloca_lib.experiments import PROFILE_OF_RECORD as OF_RECORD
 from mtloca_lib.report import results_section as rs
+from mtloca_lib.report.busi_runs import busi_run
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def _committed_runs(tmp_path: Path, profile: str, names: tuple[str, ...], protocol: str = "grouped") -> Path:
@@ -89,7 +91,7 @@ def test_render_reports_partial_runs_and_lists_the_earlier_runs(tmp_path, monkey
     # two seeds of MTL-OCA and of the variant without OCA: Table 6's question over seeds; the
     # smoke runs' one-epoch curves give no convergence verdict, so nothing is called tested
     for name, seed, shift in (("mtl_oca", 1, 0.02), ("ablation_no_oca", 0, -0.2), ("ablation_no_oca", 1, -0.25)):
-        rd = done.parent / f"{name}-seed{seed}"
+        rd = busi_run(tmp_path, OF_RECORD, "grouped", name, seed)
         if not rd.exists():
             shutil.copytree(done, rd)
         cfg = json.loads((rd / "config.json").read_text())

@@ -7,12 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from mtloca_lib.config.registry import RunKey, run_path
 from mtloca_lib.evaluation import seeds
+
+#: Where the hand-made runs live in a test's run tree: any dataset, profile and protocol.
+KEY = RunKey("busi", "smoke", "grouped", "mtl_oca")
 
 
 def _run(root, name, seed, fold_dice, image_dice=None, correct=None, curve=None):
     """A hand-made run; ``curve`` "flat" or "rising" writes a 10-epoch validation Dice history."""
-    rd = root / f"{name}-seed{seed}"
+    rd = run_path(KEY.replace(model=name, seed=seed), root)
     rd.mkdir(parents=True)
     if curve is not None:
         (rd / "fold0").mkdir()
@@ -138,10 +142,10 @@ def test_complete_seed_runs_keeps_only_finished_runs_in_seed_order(tmp_path):
 
     cfg = make_config("mtl_oca", "smoke", {})
     for seed, n_folds in ((2, cfg.k), (0, cfg.k), (1, cfg.k - 1)):
-        rd = tmp_path / f"mtl_oca-seed{seed}"
-        rd.mkdir()
+        rd = run_path(KEY.replace(seed=seed), tmp_path)
+        rd.mkdir(parents=True)
         (rd / "config.json").write_text(json.dumps(cfg.to_dict()))
         pd.DataFrame({"fold": range(n_folds), "dice": 0.5}).to_csv(rd / "fold_metrics.csv", index=False)
-    found = seeds.complete_seed_runs(tmp_path, ["mtl_oca", "unet_st"])
+    found = seeds.complete_seed_runs(KEY, tmp_path, ["mtl_oca", "unet_st"])
     assert [p.name for p in found["mtl_oca"]] == ["mtl_oca-seed0", "mtl_oca-seed2"] and found["unet_st"] == []
-    assert set(seeds.complete_seed_runs(tmp_path)) == {m for pair in seeds.SEED_PAIRS for m in pair}
+    assert set(seeds.complete_seed_runs(KEY, tmp_path)) == {m for pair in seeds.SEED_PAIRS for m in pair}

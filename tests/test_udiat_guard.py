@@ -13,8 +13,9 @@ import nbformat
 import pytest
 
 from mtloca_lib import reproduce
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 #: Tracked files that may name UDIAT: its reader, tests, and notebook 05 (source and executed copies,
 #: the latter checked below).
 ALLOWED = re.compile(r"^(mtloca_lib/(data|report)/udiat\.py|tests/test_udiat\w*\.py|notebooks/05_udiat\.ipynb|"

@@ -33,6 +33,10 @@ import numpy as np
 import pandas as pd
 from scipy import stats as sps
 
+from mtloca_lib.config.presets import DISPLAY
+from mtloca_lib.config.registry import RunKey, run_path
+from mtloca_lib.evaluation.convergence import convergence_status
+from mtloca_lib.evaluation.runs import compare_runs, run_complete
 from mtloca_lib.runio import read_json
 
 METRICS = ("dice", "dice_lesion", "accuracy")
@@ -58,8 +62,6 @@ def seed_table(runs: Mapping[str, Sequence[str | Path]], metrics: Sequence[str] 
         One row per run: ``model, seed, n_folds``, ``converged`` (the convergence rule's
         verdict: True, False, or None without a validation curve) and the metric means over folds.
     """
-    from mtloca_lib.evaluation.convergence import convergence_status
-
     rows = []
     for model, dirs in runs.items():
         seeds = [run_seed(rd) for rd in dirs]
@@ -113,18 +115,19 @@ def seed_level_test(table: pd.DataFrame, a: str, b: str, metrics: Sequence[str] 
     return pd.DataFrame(rows)
 
 
-def complete_seed_runs(base: str | Path, models: Sequence[str] | None = None,
+def complete_seed_runs(key: RunKey, root: str | Path | None = None, models: Sequence[str] | None = None,
                        seeds: Sequence[int] = (0, 1, 2)) -> dict[str, list[Path]]:
-    """model -> the complete runs ``base/<model>-seed<s>`` (all folds finished), in seed order.
+    """model -> its complete runs (all folds finished) of ``key``'s dataset, profile and protocol, in
+    seed order.
 
     Args:
-        base: a folder of run directories, e.g. ``runs/busi/cpu_light/grouped``.
+        key: any run key of the runs wanted (its model and seed are replaced).
+        root: the runs root (the registry's default if None).
         models: model keys (default: every model of :data:`SEED_PAIRS`).
     """
-    from mtloca_lib.evaluation.runs import run_complete
-
     models = sorted({m for pair in SEED_PAIRS for m in pair}) if models is None else models
-    return {m: [rd for s in seeds if run_complete(rd := Path(base) / f"{m}-seed{s}")] for m in models}
+    return {m: [rd for s in seeds if run_complete(rd := run_path(key.replace(model=m, seed=s), root))]
+            for m in models}
 
 
 def compare_seeds(runs: Mapping[str, Sequence[str | Path]], pairs: Sequence[tuple[str, str]] = SEED_PAIRS,
@@ -154,8 +157,6 @@ def same_model_tests(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
     """
     import warnings
 
-    from mtloca_lib.evaluation.runs import compare_runs
-
     frames = []
     for model, dirs in runs.items():
         for ra, rb in itertools.combinations(dirs, 2):
@@ -178,8 +179,6 @@ def describe(level: pd.DataFrame, same: pd.DataFrame | None = None, alpha: float
     in ``converged_a`` / ``converged_b``); otherwise the line says "not tested" and why.
     Nothing here is typed by hand, so the text follows whatever the runs give.
     """
-    from mtloca_lib.config.presets import DISPLAY
-
     names = DISPLAY if names is None else names
     lines = []
     for _, r in level.iterrows():

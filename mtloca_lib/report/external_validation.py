@@ -47,7 +47,7 @@ def shifted_phantom_folder(params: NotebookParams | None = None) -> Path:
 
     s = SHIFTED_PHANTOM
     n = (0, 9, 9) if params is not None and params.profile == "smoke" else s["n_per_class"]
-    root = default_cache_dir() / "external" / f"phantom-shifted-seed{s['seed']}-n{n[1]}-{n[2]}"
+    root = default_cache_dir() / "external" / f"phantom-shifted-s{s['seed']}-n{n[1]}-{n[2]}"  # a cache folder, not a run
     if not (root / "labels.csv").exists():
         raw = make_phantom(n_per_class=n, seed=s["seed"], classes=SHARED)
         tmp = root.with_name(root.name + ".partial")

@@ -21,7 +21,7 @@ import pandas as pd
 
 from mtloca_lib.config.presets import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY
 from mtloca_lib.config.profiles import proposed_cls_source
-from mtloca_lib.config.registry import parse_run_path
+from mtloca_lib.config.registry import RunKey, parse_run_path
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation import seeds
 from mtloca_lib.evaluation.comparisons import paired_tests
@@ -157,7 +157,8 @@ def _seed_sentences(root: Path, profile: str = PROFILE_OF_RECORD) -> list[str]:
     """The seed-level comparisons (``evaluation.seeds.compare_seeds``) of the profile's grouped runs,
     one sentence per pair with two complete seeds on both sides; called tested only when every seed
     run of both models converged by the rule."""
-    table = seeds.compare_seeds(seeds.complete_seed_runs(busi_run(root, profile, "grouped", "mtl_oca").parent))
+    key = RunKey("busi", profile, "grouped", "mtl_oca")
+    table = seeds.compare_seeds(seeds.complete_seed_runs(key, Path(root) / "runs"))
     out = []
     if table.empty:
         return out

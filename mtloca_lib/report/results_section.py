@@ -24,7 +24,7 @@ import pandas as pd
 
 from mtloca_lib.config.presets import ABLATION_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS
 from mtloca_lib.config.profiles import PROFILE_TABLE
-from mtloca_lib.config.registry import runs_under
+from mtloca_lib.config.registry import RunKey, runs_under
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation import seeds
 from mtloca_lib.evaluation.comparisons import holm, paired_tests
@@ -267,8 +267,8 @@ def seeds_block(root: Path, profile: str = PROFILE_OF_RECORD) -> list[str]:
     pair once both models have two complete seed runs; a pair with an unconverged seed run is
     shown but "not tested" (``seeds.describe``).
     """
-    base = busi_run(root, profile, "grouped", "mtl_oca").parent
-    runs = seeds.complete_seed_runs(base, SEED_MODELS + EXTRA_SEED_MODELS)
+    key = RunKey("busi", profile, "grouped", "mtl_oca")
+    runs = seeds.complete_seed_runs(key, Path(root) / "runs", SEED_MODELS + EXTRA_SEED_MODELS)
     table = seeds.compare_seeds(runs)
     if table.empty:
         return []
