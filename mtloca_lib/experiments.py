@@ -9,7 +9,6 @@ May import: its own folder, ``perf``, ``inference``, ``training``, ``evaluation`
 """
 from __future__ import annotations
 
-import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
@@ -23,8 +22,10 @@ from mtloca_lib.config.profiles import DEFAULT_PROFILE
 from mtloca_lib.config.registry import RunKey, parse_run_path, run_path
 from mtloca_lib.config.run_config import RunConfig, make_config
 from mtloca_lib.evaluation.runs import run_complete, run_status  # noqa: F401  (read by the notebooks)
-from mtloca_lib.runio import REPO_ROOT
-from mtloca_lib.runio import read_json
+from mtloca_lib.evaluation.convergence import is_converged
+from mtloca_lib.runio import REPO_ROOT, read_json
+from mtloca_lib.settings import VARIABLES, is_set, setting
+from mtloca_lib.training.cv import run_cv
 
 REPO = REPO_ROOT
 
@@ -44,16 +45,16 @@ class NotebookParams:
         udiat_root: UDIAT Dataset B folder for notebook 05 ("" -> the two-class phantom).
     """
 
-    dataset: str = "phantom"
-    data_root: str = ""
-    protocol: str = "both"
-    profile: str = "demo"
-    run_root: str = "runs"
-    seed: int = 0
-    device: str = "auto"
-    figures_dir: str = "figures"
-    tables_dir: str = "tables"
-    udiat_root: str = ""
+    dataset: str = VARIABLES["dataset"].default
+    data_root: str = VARIABLES["data_root"].default
+    protocol: str = VARIABLES["protocol"].default
+    profile: str = "demo"  # a notebook run by hand is on the phantom: its quick profile
+    run_root: str = VARIABLES["run_root"].default
+    seed: int = int(VARIABLES["seed"].default)
+    device: str = VARIABLES["device"].default
+    figures_dir: str = VARIABLES["figures_dir"].default
+    tables_dir: str = VARIABLES["tables_dir"].default
+    udiat_root: str = VARIABLES["udiat_root"].default
 
     @property
     def protocols(self) -> list[str]:
@@ -68,20 +69,13 @@ class NotebookParams:
 def notebook_params(**given) -> NotebookParams:
     """Parameters from papermill values (``given``) falling back to the environment.
 
-    Environment variables: MTLOCA_DATASET, MTLOCA_DATA, MTLOCA_PROTOCOL, MTLOCA_PROFILE,
-    MTLOCA_RUNS, MTLOCA_SEED, MTLOCA_DEVICE, MTLOCA_FIGURES, MTLOCA_TABLES, MTLOCA_UDIAT.
-    An empty or None value means "use the environment / default".
+    Each parameter's variable is in :data:`mtloca_lib.settings.VARIABLES` (``MTLOCA_DATASET``,
+    ``MTLOCA_DATA``, ...). An empty or None value means "use the environment / default".
     """
-    env = {
-        "dataset": "MTLOCA_DATASET", "data_root": "MTLOCA_DATA", "protocol": "MTLOCA_PROTOCOL",
-        "profile": "MTLOCA_PROFILE", "run_root": "MTLOCA_RUNS", "seed": "MTLOCA_SEED",
-        "device": "MTLOCA_DEVICE", "figures_dir": "MTLOCA_FIGURES", "tables_dir": "MTLOCA_TABLES",
-        "udiat_root": "MTLOCA_UDIAT",
-    }
     values = asdict(NotebookParams())
-    for key, var in env.items():
-        if os.environ.get(var):
-            values[key] = os.environ[var]
+    for key in values:
+        if is_set(key):
+            values[key] = setting(key)
         if given.get(key) not in (None, ""):
             values[key] = given[key]
     values["seed"] = int(values["seed"])
@@ -186,8 +180,6 @@ def run_of_record(run_dir: str | Path) -> Path:
     (:func:`mtloca_lib.evaluation.convergence.is_converged`) and its :func:`extended_run` is
     complete: then that longer run (whatever its own verdict, which the report shows).
     """
-    from mtloca_lib.evaluation.convergence import is_converged
-
     run_dir = Path(run_dir)
     longer = extended_run(run_dir)
     if longer is not None and run_complete(run_dir) and not is_converged(run_dir) and run_complete(longer):
@@ -261,8 +253,6 @@ def train_runs(params: NotebookParams, models=ALL_MODELS, seeds=None, log=print,
     Returns:
         One row per run: model, protocol, seed, run_dir, folds finished.
     """
-    from mtloca_lib.training.cv import run_cv
-
     seeds = [params.seed] if seeds is None else list(seeds)
     rows = []
     for protocol in params.protocols:

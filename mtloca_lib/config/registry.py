@@ -92,8 +92,11 @@ def parse_run_path(path: str | Path) -> tuple[RunKey, Path]:
         raise ValueError(f"{path} is not a run folder laid out as "
                          "<root>/<dataset>[@<data>]/<profile>/<protocol>/<model>-seed<seed>")
     dataset, _, data = parts[-4].partition("@")
-    key = RunKey(dataset=dataset, profile=parts[-3], protocol=parts[-2], model=leaf["model"],
-                 seed=int(leaf["seed"]), data=data)
+    try:
+        key = RunKey(dataset=dataset, profile=parts[-3], protocol=parts[-2], model=leaf["model"],
+                     seed=int(leaf["seed"]), data=data)
+    except ValueError as err:
+        raise ValueError(f"{path} is not a run folder ({err})") from None
     return key, path.parents[3]
 
 
