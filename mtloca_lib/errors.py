@@ -1,6 +1,6 @@
 """Errors raised on bad input. Each message names the file and says what to do.
 
-May import: the standard library and third-party packages only (a base module: nothing of the package).
+May import: the standard library, third-party packages and ``settings`` (a base module: nothing else of the package).
 """
 
 

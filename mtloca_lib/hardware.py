@@ -2,7 +2,7 @@
 
 Imports nothing from the package, so every stage (data preparation, the engine) may use it.
 
-May import: the standard library and third-party packages only (a base module: nothing of the package).
+May import: the standard library, third-party packages and ``settings`` (a base module: nothing else of the package).
 """
 from __future__ import annotations
 

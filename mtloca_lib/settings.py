@@ -4,7 +4,7 @@ Every part of the package that takes a default from the environment (the noteboo
 the command line, the dataset readers, the cache, ``make reproduce``) reads it through
 :func:`setting`, so a variable's name and default are written once, here.
 
-May import: the standard library and third-party packages only (a base module: nothing of the package).
+May import: the standard library only (the bottom of the package: nothing of it).
 """
 from __future__ import annotations
 

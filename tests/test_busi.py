@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mtloca_lib.data.busi import CLASS_NAMES, read_busi, read_grey_png, read_mask_png
+from mtloca_lib.data.busi import CLASS_NAMES, read_busi
+from mtloca_lib.data.pixels import read_grey_png, read_mask_png
 from mtloca_lib.data.records import RawDataset
 
 H, W = 12, 16

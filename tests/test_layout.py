@@ -34,6 +34,7 @@ LEVELS: list[tuple[str, ...]] = [
     ("config",),
     ("data", "models"),
     ("base",),
+    ("settings",),
 ]
 LEVEL = {stage: i for i, level in enumerate(LEVELS) for stage in level}
 
@@ -45,11 +46,14 @@ def may_import(stage: str) -> set[str]:
 
 def may_import_sentence(stage: str) -> str:
     """The docstring line that states ``stage``'s rule."""
+    if stage == "settings":
+        return "May import: the standard library only (the bottom of the package: nothing of it)."
     if stage == "base":
-        return "May import: the standard library and third-party packages only (a base module: nothing of the package)."
+        return ("May import: the standard library, third-party packages and ``settings`` "
+                "(a base module: nothing else of the package).")
     if stage == "faces":
         return "May import: any stage (a face of the package)."
-    below = [s for level in LEVELS[LEVEL[stage] + 1:] for s in level if s != "base"]
+    below = [s for level in LEVELS[LEVEL[stage] + 1:] for s in level if s not in ("base", "settings")]
     names = ", ".join(f"``{s}``" for s in below)
     return (f"May import: its own folder, {names} and the base modules" if below
             else "May import: its own folder and the base modules") + "; never a stage above it or beside it."
@@ -61,6 +65,8 @@ def stage_of(module: str) -> str:
     if not parts:
         return "faces"
     head = parts[0]
+    if head == "settings":
+        return "settings"
     if head in BASE:
         return "base"
     if head in FACES:
@@ -109,8 +115,8 @@ def violations(root: Path = PKG) -> list[str]:
             where = f"{path.relative_to(root.parent)}:{line}"
             if there not in LEVEL:
                 bad.append(f"{where}: {target} is in no stage of the layout")
-            elif here == "base" and target != module:
-                bad.append(f"{where}: base module imports {target}")
+            elif here in ("base", "settings") and there not in may_import(here) and target != module:
+                bad.append(f"{where}: {here} module imports {target}")
             elif there != here and there not in may_import(here):
                 bad.append(f"{where}: {here} imports {there} ({target})")
     return bad

@@ -20,6 +20,10 @@ from typing import Any
 
 from mtloca_lib.config.presets import MODEL_PRESETS, SAME_CLS_VARIANTS
 from mtloca_lib.config.profiles import DEFAULT_PROFILE, PROFILES
+import inspect
+import yaml
+from mtloca_lib.data.augment import augment_batch
+from mtloca_lib.data.preprocess import check_deriv_norm
 
 @dataclass
 class RunConfig:
@@ -126,14 +130,10 @@ class RunConfig:
         """Read a config from a .json or .yaml file."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
             return cls.from_dict(yaml.safe_load(text))
         return cls.from_dict(json.loads(text))
 
     def __post_init__(self) -> None:
-        from mtloca_lib.data.preprocess import check_deriv_norm
-
         if self.compile not in COMPILE_OPTIONS:
             raise ValueError(f"compile must be one of {COMPILE_OPTIONS}, not {self.compile!r}")
         if self.lr_schedule not in LR_SCHEDULES:
@@ -145,9 +145,7 @@ class RunConfig:
         check_deriv_norm(self.deriv_norm)
         if int(self.replicas) != self.replicas or self.replicas < 1:
             raise ValueError(f"replicas must be a positive integer, not {self.replicas!r}")
-        import inspect
 
-        from mtloca_lib.data.augment import augment_batch
 
         allowed = set(inspect.signature(augment_batch).parameters) - {"images", "masks", "generator",
                                                                         "return_params"}

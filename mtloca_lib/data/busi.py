@@ -15,24 +15,25 @@ paths relative to ``root`` (e.g. ``"benign/benign (12).png"``); the absolute roo
 is ``RawDataset.source``. Files whose names do not end in ``.png`` (``.DS_Store``,
 ``Thumbs.db``) and sub-folders are ignored.
 
-The PNG helpers :func:`read_grey_png` and :func:`read_mask_png` are shared with
-the UDIAT reader.
+The class folders are found without regard to case (``Benign/`` is the benign
+folder), as are the class names in the file names.
+
+Images and masks are decoded by :mod:`mtloca_lib.data.pixels` (the input rules of
+``data/README.md``, shared with the UDIAT and folder readers).
 
 May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
-from PIL import Image
 from tqdm.auto import tqdm
 
-from mtloca_lib.errors import DataError
+from mtloca_lib.data.pixels import read_grey_png, union_mask
 from mtloca_lib.data.records import RawCase, RawDataset
+from mtloca_lib.errors import DataError
 
 CLASS_NAMES = ("normal", "benign", "malignant")
 
@@ -41,155 +42,6 @@ _NAME_RE = re.compile(
     re.IGNORECASE,
 )
 _MAX_LISTED = 10  # how many offending files an error message lists
-
-
-# ----------------------------------------------------------------------------- PNG helpers
-
-
-#: What a dataset reader tells the user to do about an unreadable image.
-DATASET_FIX = "replace it with an intact copy from the original dataset."
-
-
-def open_verified(path: Path, fix: str = DATASET_FIX) -> Image.Image:
-    """Open an image file and decode it fully, or raise DataError.
-
-    The bytes are checked twice: ``Image.verify`` (chunk CRCs, a cut-off file) and
-    a full decode. This does not depend on Pillow's global
-    ``ImageFile.LOAD_TRUNCATED_IMAGES`` switch, so a truncated file is always refused.
-
-    Args:
-        path: the image file.
-        fix: the advice the error ends with (dataset readers: fetch an intact copy).
-    """
-    try:
-        data = path.read_bytes()
-        with Image.open(io.BytesIO(data)) as probe:
-            probe.verify()
-        image = Image.open(io.BytesIO(data))
-        image.load()
-    except Exception as exc:  # Pillow raises OSError, SyntaxError, ValueError, zlib.error ...
-        raise DataError(
-            f"{path}: cannot read this image ({type(exc).__name__}: {exc}). "
-            f"The file is damaged, truncated or not an image: {fix}"
-        ) from exc
-    return image
-
-
-def grey_array(image: Image.Image, path: Path | str = "") -> np.ndarray:
-    """Convert a decoded image to a uint8 greyscale array (H, W).
-
-    L is taken as is; RGB (and palette) images go through Pillow's ITU-R 601-2 luma,
-    which returns the channel itself when the three channels are equal; an alpha
-    channel is ignored; 16-bit greyscale is scaled to 8 bits.
-
-    Args:
-        image: a loaded Pillow image.
-        path: the file it came from, for error messages.
-    """
-    mode = image.mode
-    if mode == "L":
-        return np.asarray(image, dtype=np.uint8).copy()
-    if mode in ("1", "LA", "P", "PA", "RGB", "RGBA", "CMYK", "YCbCr"):
-        base = image.convert("RGB") if mode in ("P", "PA", "CMYK", "YCbCr") else image
-        return np.asarray(base.convert("L"), dtype=np.uint8).copy()
-    if mode.startswith("I;16") or mode == "I":
-        arr = np.asarray(image).astype(np.float64)
-        if mode.startswith("I;16") or arr.max(initial=0) > 255:  # 16-bit range
-            arr = arr / 257.0
-        return np.clip(np.rint(arr), 0, 255).astype(np.uint8)
-    raise DataError(
-        f"{path}: image mode {mode!r} is not supported. Save it as 8-bit greyscale or RGB PNG."
-    )
-
-
-def _binarise(channel: np.ndarray) -> np.ndarray:
-    """Foreground of one mask channel: >0 for {0, 1}-valued masks, else above half range."""
-    if channel.size and channel.max() <= 1:
-        return channel > 0
-    half = 32767 if channel.dtype.itemsize > 1 and channel.max() > 255 else 127
-    return channel > half
-
-
-def mask_array(image: Image.Image, path: Path | str = "") -> np.ndarray:
-    """Convert a decoded mask image to a bool array (H, W).
-
-    Rules: 1-bit is taken as is. Grey masks are foreground above half range
-    (above 0 when the values are only 0 and 1). Colour masks use the brightest
-    channel, so a coloured (e.g. red) lesion on black counts. With an alpha
-    channel: when alpha is constant (BUSI's RGBA masks are fully opaque) it is
-    ignored; when the colour is constant and alpha varies, alpha carries the mask;
-    otherwise a pixel must be bright and not fully transparent.
-
-    Args:
-        image: a loaded Pillow image.
-        path: the file it came from, for error messages.
-    """
-    mode = image.mode
-    if mode == "1":
-        return np.asarray(image, dtype=bool).copy()
-    if mode in ("P", "PA"):
-        image, mode = image.convert("RGBA"), "RGBA"
-    if mode in ("L", "I") or mode.startswith("I;16"):
-        return _binarise(np.asarray(image))
-    if mode in ("RGB", "RGBA", "LA"):
-        arr = np.asarray(image)
-        colour = arr[..., :-1] if mode in ("RGBA", "LA") else arr
-        colour = colour.max(axis=-1)
-        if mode == "RGB":
-            return _binarise(colour)
-        alpha = arr[..., -1]
-        if alpha.min() == alpha.max():
-            return _binarise(colour)
-        if colour.min() == colour.max():
-            return _binarise(alpha)
-        return _binarise(colour) & (alpha > 0)
-    raise DataError(
-        f"{path}: mask mode {mode!r} is not supported. Save the mask as a 1-bit, "
-        "greyscale or RGB PNG with the lesion white on black."
-    )
-
-
-def read_grey_png(path: Path | str) -> np.ndarray:
-    """Read an image file as uint8 greyscale (H, W); DataError if it cannot be read.
-
-    Args:
-        path: the image file.
-    """
-    path = Path(path)
-    return grey_array(open_verified(path), path)
-
-
-def read_mask_png(path: Path | str) -> np.ndarray:
-    """Read a mask file as bool (H, W); DataError if it cannot be read.
-
-    Args:
-        path: the mask file.
-    """
-    path = Path(path)
-    return mask_array(open_verified(path), path)
-
-
-def union_mask(image_path: Path, image_shape: tuple[int, int], mask_paths: list[Path]) -> np.ndarray:
-    """Read several mask files and return their union, checking each has the image's size.
-
-    Args:
-        image_path: the image the masks belong to (for error messages).
-        image_shape: (H, W) of that image.
-        mask_paths: one or more mask files.
-    """
-    union = np.zeros(image_shape, dtype=bool)
-    for mask_path in mask_paths:
-        mask = read_mask_png(mask_path)
-        if mask.shape != tuple(image_shape):
-            raise DataError(
-                f"{mask_path}: mask is {mask.shape[1]}x{mask.shape[0]} (WxH) but its image "
-                f"{image_path} is {image_shape[1]}x{image_shape[0]}. Replace the mask with "
-                "the one that belongs to this image."
-            )
-        union |= mask
-    return union
-
-
 def _listing(paths: list[Path]) -> str:
     shown = ", ".join(f"'{p}'" for p in paths[:_MAX_LISTED])
     more = len(paths) - _MAX_LISTED
@@ -279,7 +131,8 @@ def scan_busi(root: Path | str) -> list[_Entry]:
             f"{root}: BUSI folder not found. Point to the 'Dataset_BUSI_with_GT' folder "
             "that holds 'normal/', 'benign/' and 'malignant/' (or set MTLOCA_DATA)."
         )
-    missing = [name for name in CLASS_NAMES if not (root / name).is_dir()]
+    folders = class_folders(root)
+    missing = [name for name in CLASS_NAMES if name not in folders]
     if missing and (root / "Dataset_BUSI_with_GT").is_dir():
         raise DataError(
             f"{root}: this folder holds 'Dataset_BUSI_with_GT/' rather than the class folders. "
@@ -293,8 +146,28 @@ def scan_busi(root: Path | str) -> list[_Entry]:
         )
     entries: list[_Entry] = []
     for name in CLASS_NAMES:
-        entries.extend(_scan_class_folder(root / name, name))
+        entries.extend(_scan_class_folder(folders[name], name))
     return entries
+
+
+def class_folders(root: Path) -> dict[str, Path]:
+    """The class folders directly under ``root``, keyed by lower-case name ("Benign/" -> "benign").
+
+    Raises:
+        DataError: two folders whose names differ only in case (``benign/`` and ``Benign/``).
+    """
+    found: dict[str, list[Path]] = {}
+    for child in sorted(root.iterdir()):
+        if child.is_dir() and child.name.lower() in CLASS_NAMES:
+            found.setdefault(child.name.lower(), []).append(child)
+    clashes = {name: paths for name, paths in found.items() if len(paths) > 1}
+    if clashes:
+        name, paths = next(iter(clashes.items()))
+        raise DataError(
+            f"{root}: folders {_listing(paths)} name the same class {name!r} (class names "
+            "are matched without regard to case). Merge them into one folder."
+        )
+    return {name: paths[0] for name, paths in found.items()}
 
 
 def read_busi(root: Path | str, progress: bool | None = None) -> RawDataset:

@@ -13,8 +13,10 @@ The cache key is computed without decoding any image:
   non-hidden file under the root (renaming, adding or editing a file invalidates);
 - phantom: its generation parameters (defaults filled in) and ``PHANTOM_VERSION``;
 - always: the dataset name, reader keyword arguments, ``size``,
-  ``PREPROCESS_VERSION`` and a hash of the source code of the reader module and
-  of ``preprocess.py`` (so code changes never serve stale arrays).
+  ``PREPROCESS_VERSION`` and a hash of the source code of the reader modules
+  (``READER_MODULES``: the UDIAT and folder readers decode with the PNG helpers
+  of ``pixels.py``, so its code is part of their key) and of ``preprocess.py`` (so
+  code changes never serve stale arrays).
 
 An entry is ``<name>-<size>-<key16>.npz`` plus a ``.json`` sidecar, each written
 to a temporary file in the cache folder and moved into place with
@@ -24,8 +26,6 @@ cannot be read is rebuilt with a warning.
 May import: its own folder and the base modules; never a stage above it or beside it.
 """
 from __future__ import annotations
-
-from mtloca_lib.runio import REPO_ROOT
 
 import hashlib
 import importlib.util
@@ -37,29 +37,32 @@ from pathlib import Path
 
 import numpy as np
 
-from mtloca_lib.errors import DataError
-from mtloca_lib.data import phantom as _phantom
+from mtloca_lib.data import phantom as phantom_module
 from mtloca_lib.data.phantom import PHANTOM_VERSION, make_phantom
 from mtloca_lib.data.preprocess import DEFAULT_SIZE, PREPROCESS_VERSION, prepare
 from mtloca_lib.data.records import PreparedDataset, RawDataset
+from mtloca_lib.errors import DataError
+from mtloca_lib.runio import REPO_ROOT
+from mtloca_lib.settings import is_set, setting
 
 DATASET_NAMES = ("phantom", "busi", "udiat", "folder")
-READER_MODULES = {"phantom": "mtloca_lib.data.phantom", "busi": "mtloca_lib.data.busi", "udiat": "mtloca_lib.data.udiat",
-                  "folder": "mtloca_lib.data.folder"}
+#: The modules whose code turns a dataset's files into arrays, per dataset name.
+READER_MODULES = {"phantom": ("mtloca_lib.data.phantom",), "busi": ("mtloca_lib.data.busi", "mtloca_lib.data.pixels"),
+                  "udiat": ("mtloca_lib.data.udiat", "mtloca_lib.data.pixels"),
+                  "folder": ("mtloca_lib.data.folder", "mtloca_lib.data.pixels")}
 CACHE_FORMAT = "1"
 _REPO = REPO_ROOT
 
 
 def default_dataset_name() -> str:
     """``$MTLOCA_DATASET`` or "phantom"."""
-    return os.environ.get("MTLOCA_DATASET", "").strip().lower() or "phantom"
+    return setting("dataset").lower()
 
 
 def default_cache_dir() -> Path:
     """``$MTLOCA_CACHE``, else ``<repo>/.cache/mtloca`` in a checkout, else ``~/.cache/mtloca``."""
-    env = os.environ.get("MTLOCA_CACHE")
-    if env:
-        return Path(env).expanduser()
+    if is_set("cache"):
+        return Path(setting("cache")).expanduser()
     if (_REPO / "pyproject.toml").is_file() and (_REPO / "mtloca_lib").is_dir():
         return _REPO / ".cache" / "mtloca"
     return Path.home() / ".cache" / "mtloca"
@@ -72,7 +75,7 @@ def _resolve(name: str | None, root) -> tuple[str, Path | None]:
                         "(argument `name` or $MTLOCA_DATASET)")
     if name == "phantom":
         return name, None
-    root = root if root is not None else os.environ.get("MTLOCA_DATA") or None
+    root = root if root is not None else setting("data_root") or None
     if root is None:
         raise DataError(f"dataset {name!r} needs its root folder: pass root=... or set $MTLOCA_DATA "
                         "(BUSI: the Dataset_BUSI_with_GT folder; UDIAT: the folder with original/, GT/, DatasetB.xlsx; "
@@ -139,7 +142,7 @@ def cache_key(name: str | None = None, root=None, size: int = DEFAULT_SIZE, **kw
     """Hex SHA-256 identifying the prepared arrays (content + parameters + code), no image decoding."""
     name, root = _resolve(name, root)
     if name == "phantom":
-        bound = inspect.signature(_phantom.make_phantom).bind(**kw)
+        bound = inspect.signature(phantom_module.make_phantom).bind(**kw)
         bound.apply_defaults()
         reader_args = {k: list(v) if isinstance(v, (tuple, list)) else v for k, v in bound.arguments.items()}
         content = f"phantom-v{PHANTOM_VERSION}"
@@ -149,7 +152,7 @@ def cache_key(name: str | None = None, root=None, size: int = DEFAULT_SIZE, **kw
     desc = {
         "cache_format": CACHE_FORMAT, "name": name, "content": content, "reader_args": reader_args,
         "size": int(size), "preprocess_version": PREPROCESS_VERSION,
-        "reader_code": _module_source_hash(READER_MODULES[name]),
+        "reader_code": "+".join(_module_source_hash(m) for m in READER_MODULES[name]),
         "preprocess_code": _module_source_hash("mtloca_lib.data.preprocess"),
     }
     return hashlib.sha256(json.dumps(desc, sort_keys=True, default=repr).encode()).hexdigest()

@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
 from tqdm.auto import tqdm
+from mtloca_lib.hardware import fast_matmul_dtype
 
 
 WORK_SIZE = 128  # square size for the filtered master copy of each image
@@ -111,8 +112,6 @@ def coarse_scores(coarse: torch.Tensor, grid, margin: float, crop_penalty: float
         ZNCC minus area penalty (b's template found inside a) and the hypothesis that gave
         it. The diagonal is -2.
     """
-    from mtloca_lib.hardware import fast_matmul_dtype
-
     n, size = coarse.shape[0], coarse.shape[-1]
     dtype = fast_matmul_dtype(coarse.device)  # bf16 only where it is native: 50x slower emulated
     best = torch.full((n, n), -2.0)

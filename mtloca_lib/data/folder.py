@@ -11,7 +11,9 @@ Layout::
 
 ``file`` names an image in ``images/`` with or without its extension (``case_001.png``
 or ``case_001``). The class names are taken from the sheet, in the order in which they
-first appear in it, so the first row's class gets index 0. Cases are ordered by file
+first appear in it, so the first row's class gets index 0. Class names are matched
+without regard to case (``Benign``, ``BENIGN`` and ``benign`` are one class); a class is
+named as the first row that names it spells it. Cases are ordered by file
 stem and their ids are the stems. Images and masks are decoded and checked exactly as
 the BUSI reader does (a damaged file, an unsupported image mode, a mask of another size
 than its image are refused with the file's name), and the folder-level checks name the
@@ -29,7 +31,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from mtloca_lib.data.busi import read_grey_png, union_mask
+from mtloca_lib.data.pixels import read_grey_png, union_mask
 from mtloca_lib.errors import DataError
 from mtloca_lib.data.records import RawCase, RawDataset
 
@@ -79,6 +81,9 @@ def read_label_table(csv_path: Path | str) -> tuple[dict[str, str], tuple[str, .
     Args:
         csv_path: the sheet; a header row with the columns ``file`` and ``class``.
 
+    Class names are matched without regard to case: every row of a class gets the
+    spelling of the first row that names it.
+
     Raises:
         DataError: missing file, missing columns, an empty class, a file listed twice,
             or no rows.
@@ -104,7 +109,7 @@ def read_label_table(csv_path: Path | str) -> tuple[dict[str, str], tuple[str, .
     reader.fieldnames = header
     labels: dict[str, str] = {}
     rows_of: dict[str, int] = {}
-    classes: list[str] = []
+    spelling: dict[str, str] = {}  # casefolded class name -> its first spelling
     for line, row in enumerate(reader, start=2):
         name = (row.get("file") or "").strip()
         cls = (row.get("class") or "").strip()
@@ -122,12 +127,11 @@ def read_label_table(csv_path: Path | str) -> tuple[dict[str, str], tuple[str, .
                 f"{csv_path}, lines {rows_of[stem]} and {line}: {name!r} is listed twice. "
                 "Keep one row per image."
             )
+        cls = spelling.setdefault(cls.casefold(), cls)
         labels[stem], rows_of[stem] = cls, line
-        if cls not in classes:
-            classes.append(cls)
     if not labels:
         raise DataError(f"{csv_path}: no rows under the header. Add one row per image.")
-    return labels, tuple(classes)
+    return labels, tuple(spelling.values())
 
 
 def read_folder(root: Path | str, progress: bool | None = None, name: str = "folder") -> RawDataset:
@@ -202,7 +206,7 @@ def read_folder(root: Path | str, progress: bool | None = None, name: str = "fol
 
 def _read(path: Path, reader):
     """Run a BUSI-style reader, swapping its "fetch an intact copy" advice for this layout's fix."""
-    from mtloca_lib.data.busi import DATASET_FIX
+    from mtloca_lib.data.pixels import DATASET_FIX
 
     try:
         return reader(path)

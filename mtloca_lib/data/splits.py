@@ -12,6 +12,8 @@ Two protocols:
   as one unit, its members counted under their own classes when balancing.
 
 Both return one fold index (0..k-1) per sample and are deterministic for a given seed.
+Before folds are made, :func:`check_class_counts` refuses data that cannot be split:
+fewer than two classes, or a class with fewer images than folds.
 
 May import: its own folder and the base modules; never a stage above it or beside it.
 """
@@ -19,6 +21,8 @@ from __future__ import annotations
 
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+
+from mtloca_lib.errors import DataError
 
 PROTOCOLS = ("image", "grouped")
 
@@ -32,15 +36,75 @@ def _as_labels(labels) -> np.ndarray:
     return labels
 
 
-def _check_k(labels: np.ndarray, k: int) -> None:
-    """Raise ValueError unless every class has at least ``k`` samples."""
+def check_class_counts(labels, class_names=None, k: int = 5, source: str = "the dataset") -> None:
+    """Refuse data that cannot be split into ``k`` stratified folds for a classifier.
+
+    Call it before anything is written (training calls it through the fold makers
+    below too). The rule (``data/README.md``, "Input rules"): at least two classes
+    have images, and every class has at least ``k`` images, so each test fold holds
+    each class.
+
+    Args:
+        labels: the class index of every image, or a dataset (``RawDataset`` /
+            ``PreparedDataset``) whose ``labels`` (and ``class_names``, when
+            ``class_names`` is None) are used.
+        class_names: the name of each class index. With names, a named class with no
+            image is reported too (e.g. a UDIAT sheet with no Malignant row); None
+            counts only the label values that occur and names them by value.
+        k: the number of folds (an integer >= 2).
+        source: what the labels come from, for the message (e.g. the dataset's
+            folder or its ``labels.csv``).
+
+    Raises:
+        DataError: fewer than two classes with images, a class with fewer than ``k``
+            images, or a label that indexes no class name; the message gives the
+            count of every class and what to do.
+        ValueError: ``k`` is not an integer >= 2.
+    """
+    if class_names is None:
+        class_names = getattr(labels, "class_names", None)
+    labels = _as_labels(labels)
     if int(k) != k or k < 2:
         raise ValueError(f"k must be an integer >= 2, got {k!r}")
-    classes, counts = np.unique(labels, return_counts=True)
-    for c, n in zip(classes, counts):
-        if n < k:
-            raise ValueError(f"k={k} folds but class {c.item()!r} has only {n} samples; "
-                             f"use k <= {n}")
+    k = int(k)
+    values, counts = np.unique(labels, return_counts=True)
+    if class_names is not None:
+        names = list(class_names)
+        stray = [v.item() for v in values if not (0 <= v < len(names))]
+        if stray:
+            raise DataError(
+                f"{source}: label(s) {stray} index no class of {tuple(names)}. Correct the labels "
+                "so that every image has one of these classes."
+            )
+        counts = np.bincount(labels.astype(np.int64), minlength=len(names))
+        shown = [repr(n) for n in names]
+    else:
+        shown = [repr(v.item()) for v in values]
+    found = ", ".join(f"{name}: {int(n)}" for name, n in zip(shown, counts))
+    present = int((counts > 0).sum())
+    if present < 2:
+        raise DataError(
+            f"{source}: images of {present} class{'es' if present != 1 else ''} ({found}), but "
+            "classification needs at least two classes. Add images of another class (in a "
+            "folder dataset: rows of a second class in labels.csv), or use a dataset with "
+            "two or more classes."
+        )
+    short = [(name, int(n)) for name, n in zip(shown, counts) if n < k]
+    if short:
+        name, n = short[0]
+        smallest = int(counts.min())
+        fewer = (f"or use fewer folds (k <= {smallest}, e.g. --set k={smallest})" if smallest >= 2
+                 else "or remove that class's images")
+        raise DataError(
+            f"{source}: k={k} folds but class {name} has only {n} sample{'s' if n != 1 else ''} "
+            f"(each class needs at least k images, one per test fold; images per class: "
+            f"{found}). Add images of class {', '.join(s for s, _ in short)}, {fewer}."
+        )
+
+
+def _check_k(labels: np.ndarray, k: int) -> None:
+    """Raise ValueError for a bad ``k``, DataError unless two classes have ``k`` samples each."""
+    check_class_counts(labels, None, k, source="the labels")
 
 
 def _folds_from_splitter(splitter, labels, groups=None) -> np.ndarray:

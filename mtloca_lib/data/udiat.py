@@ -24,7 +24,7 @@ from pathlib import Path
 import openpyxl
 from tqdm.auto import tqdm
 
-from mtloca_lib.data.busi import read_grey_png, union_mask
+from mtloca_lib.data.pixels import read_grey_png, union_mask
 from mtloca_lib.errors import DataError
 from mtloca_lib.data.records import RawCase, RawDataset
 

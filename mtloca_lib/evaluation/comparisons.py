@@ -17,6 +17,12 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from mtloca_lib.config.presets import DISPLAY
+from statsmodels.stats.multitest import multipletests
+from mtloca_lib.evaluation.convergence import convergence_table
+from mtloca_lib.evaluation.convergence import is_converged
+from mtloca_lib.evaluation.runs import bootstrap_summary
+from mtloca_lib.evaluation.runs import compare_runs
+from mtloca_lib.evaluation.runs import fold_metrics
 
 
 ALPHA = 0.05
@@ -33,8 +39,6 @@ def model_numbers(runs: Mapping[str, Mapping[str, str | Path]],
         DataFrame indexed by (protocol, model) with ``<metric>_mean``, ``<metric>_std``
         and ``folds`` columns (numbers, not text).
     """
-    from mtloca_lib.evaluation.runs import fold_metrics
-
     rows = []
     for protocol, per_model in runs.items():
         for model, rd in per_model.items():
@@ -50,8 +54,6 @@ def model_numbers(runs: Mapping[str, Mapping[str, str | Path]],
 
 def bootstrap_table(runs: Mapping[str, Mapping[str, str | Path]], seed: int = 0) -> pd.DataFrame:
     """95 % bootstrap CIs over images (pooled over folds) per protocol and model."""
-    from mtloca_lib.evaluation.runs import bootstrap_summary
-
     frames = []
     for protocol, per_model in runs.items():
         for model, rd in per_model.items():
@@ -67,8 +69,6 @@ def holm(p_values) -> np.ndarray:
 
     ``statsmodels.stats.multitest.multipletests(method="holm")`` over the non-NaN values.
     """
-    from statsmodels.stats.multitest import multipletests
-
     p = np.asarray(p_values, dtype=float)
     out = np.full(p.shape, np.nan)
     ok = ~np.isnan(p)
@@ -90,9 +90,6 @@ def paired_tests(runs: Mapping[str, Mapping[str, str | Path]], pairs: Sequence[t
         ``converged_b``: whether each run converged by the rule of
         :mod:`mtloca_lib.evaluation.convergence` (a claim is only tested between converged runs).
     """
-    from mtloca_lib.evaluation.convergence import is_converged
-    from mtloca_lib.evaluation.runs import compare_runs
-
     frames = []
     for protocol, per_model in runs.items():
         for a, b in pairs:
@@ -113,8 +110,6 @@ def protocol_tests(runs: Mapping[str, Mapping[str, str | Path]], model: str = "m
     Both runs evaluate every image once (from the fold where it was a test image),
     so the per-image pairs are the same images under the two fold assignments.
     """
-    from mtloca_lib.evaluation.runs import compare_runs
-
     if not {"image", "grouped"} <= set(runs) or model not in runs["image"] or model not in runs["grouped"]:
         return pd.DataFrame()
     t = compare_runs(runs["grouped"][model], runs["image"][model])
@@ -131,8 +126,6 @@ def convergence_by_run(runs: Mapping[str, Mapping[str, str | Path]]) -> pd.DataF
         :func:`mtloca_lib.evaluation.convergence.convergence_table` rows indexed by
         "<protocol> / <model display name>".
     """
-    from mtloca_lib.evaluation.convergence import convergence_table
-
     labelled = {f"{protocol} / {DISPLAY.get(m, m)}": rd for protocol, per_model in runs.items()
                 for m, rd in per_model.items()}
     return convergence_table(labelled)

@@ -20,6 +20,8 @@ from collections.abc import Mapping
 from pathlib import Path
 import numpy as np
 import pandas as pd
+from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.runio import read_json
 
 
 RULE_METRIC = "val_dice"
@@ -176,9 +178,6 @@ def _flat(d: dict, prefix: str = "") -> dict:
 
 def config_changes(run_dir: str | Path, base_dir: str | Path) -> str:
     """The config fields in which a run differs from a base run, as ``field=value`` text."""
-    from mtloca_lib.config.run_config import RunConfig
-    from mtloca_lib.runio import read_json
-
     a = _flat(RunConfig.from_dict(read_json(Path(run_dir) / "config.json")).to_dict())
     b = _flat(RunConfig.from_dict(read_json(Path(base_dir) / "config.json")).to_dict())
     skip = {"name", "folds", "num_threads", "device", "eval_batch_size"}
@@ -201,8 +200,6 @@ def study_table(runs: Mapping[str, str | Path], base: str) -> pd.DataFrame:
         ``val_accuracy``, ``rise`` (of val_dice, the rule), ``converged``, ``minutes``
         (training wall time of the probe's folds, from its manifest).
     """
-    from mtloca_lib.runio import read_json
-
     rows = {}
     for name, rd in runs.items():
         h = load_histories(rd)

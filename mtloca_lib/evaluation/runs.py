@@ -20,6 +20,8 @@ from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation import metrics as M
 from mtloca_lib.evaluation.stats import bootstrap_ci, fold_summary, paired_comparison
 from mtloca_lib.runio import read_json
+import json
+import warnings
 
 
 TABLE2_METRICS = ("dice", "iou", "dice_lesion", "iou_lesion", "hd95_lesion", "accuracy")
@@ -106,8 +108,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
     dev_a, dev_b = run_device(run_a), run_device(run_b)
     table["same_device"] = dev_a == dev_b
     if dev_a != dev_b:
-        import warnings
-
         warnings.warn(
             f"comparing runs made on different devices ({dev_a} vs {dev_b}): their random draws "
             "and numerics differ, so a difference may be the device's, not the model's",
@@ -117,8 +117,6 @@ def compare_runs(run_a: str | Path, run_b: str | Path) -> pd.DataFrame:
 
 def run_device(run_dir: str | Path) -> str | None:
     """The device a run was trained on (GPU name, or "cpu"), from its manifest; None if unknown."""
-    import json
-
     path = Path(run_dir) / "manifest.json"
     if not path.exists():
         return None

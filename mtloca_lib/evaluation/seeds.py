@@ -38,6 +38,7 @@ from mtloca_lib.config.registry import RunKey, run_path
 from mtloca_lib.evaluation.convergence import convergence_status
 from mtloca_lib.evaluation.runs import compare_runs, run_complete
 from mtloca_lib.runio import read_json
+import warnings
 
 METRICS = ("dice", "dice_lesion", "accuracy")
 #: The model pairs compared over seeds: the paper's main claim, and Table 6's question (does OCA
@@ -155,8 +156,6 @@ def same_model_tests(runs: Mapping[str, Sequence[str | Path]]) -> pd.DataFrame:
         The rows of :func:`mtloca_lib.evaluation.runs.compare_runs` (Wilcoxon on Dice, McNemar on
         correctness) with ``model, seed_a, seed_b`` in front.
     """
-    import warnings
-
     frames = []
     for model, dirs in runs.items():
         for ra, rb in itertools.combinations(dirs, 2):

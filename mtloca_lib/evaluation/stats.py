@@ -12,6 +12,8 @@ from typing import Callable, Sequence
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
+from scipy.stats import bootstrap
+from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
 __all__ = [
     "fold_summary",
@@ -80,8 +82,6 @@ def bootstrap_ci(
         dict with ``estimate`` (statistic on the data), ``low``, ``high``, ``n``
         (non-NaN values), ``n_boot``, ``ci``. NaN bounds when fewer than 2 values.
     """
-    from scipy.stats import bootstrap
-
     v = np.asarray(values, dtype=np.float64).ravel()
     v = v[~np.isnan(v)]
     n = v.size
@@ -182,7 +182,6 @@ def mcnemar(correct_a, correct_b, exact: bool | None = None, exact_below: int = 
            "accuracy_difference": float(ca.mean() - cb.mean()) if ca.size else float("nan")}
     if nd == 0:
         return out
-    from statsmodels.stats.contingency_tables import mcnemar as sm_mcnemar
 
     table = [[int((ca & cb).sum()), n10], [n01, int((~ca & ~cb).sum())]]
     res = sm_mcnemar(table, exact=use_exact, correction=True)

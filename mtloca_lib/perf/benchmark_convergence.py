@@ -19,6 +19,7 @@ from typing import Callable
 import pandas as pd
 from mtloca_lib.config.run_config import make_config
 from mtloca_lib.runio import atomic_write_text, environment_info, write_csv
+from mtloca_lib.training.cv import run_cv
 
 
 # ---------------------------------------------------------------- convergence
@@ -33,8 +34,6 @@ def convergence(profile: str = "demo", epochs: int | None = None, folds: list[in
     Returns:
         one row per run and fold: final training losses, Dice, IoU, accuracy, wall seconds.
     """
-    from mtloca_lib.training.cv import run_cv
-
     runs = {"plain": {"amp": "off", "channels_last": "off"},
             "fast": {"amp": "auto", "channels_last": "auto"},
             "plain_seed1": {"amp": "off", "channels_last": "off", "seed": 1}}

@@ -17,6 +17,11 @@ import torch
 from mtloca_lib.perf.benchmark_output import COLUMNS
 from mtloca_lib.perf.roofline import interleaved, load1, rss_peak_mib
 from mtloca_lib.perf.steps import BenchSizes
+from mtloca_lib.data.augment import augment_then_input
+from mtloca_lib.data.datasets import load_prepared
+from mtloca_lib.data.datasets import load_raw
+from mtloca_lib.data.duplicates import find_near_duplicates
+from mtloca_lib.hardware import fast_matmul_dtype
 
 
 def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:
@@ -25,10 +30,6 @@ def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:
     One timing (it is seconds to minutes), on the CPU, with the coarse-search dtype that
     :func:`mtloca_lib.hardware.fast_matmul_dtype` picks for this CPU.
     """
-    from mtloca_lib.data.datasets import load_raw
-    from mtloca_lib.data.duplicates import find_near_duplicates
-    from mtloca_lib.hardware import fast_matmul_dtype
-
     raw = load_raw("phantom", n_per_class=sizes.detector_per_class)
     images = [c.image for c in raw.cases]
     dtype = str(fast_matmul_dtype("cpu")).replace("torch.", "")
@@ -47,9 +48,6 @@ def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:
 def pipeline_rows(sizes: BenchSizes, dev: torch.device, default_threads: int,
                   log: Callable[[str], None]) -> list[dict]:
     """Cache read, then per batch: index the in-memory arrays + augment + derivative channel."""
-    from mtloca_lib.data.augment import augment_then_input
-    from mtloca_lib.data.datasets import load_prepared
-
     load_prepared("phantom", size=sizes.size, **sizes.phantom_kwargs)  # builds the cache entry once
     t0 = time.perf_counter()
     data = load_prepared("phantom", size=sizes.size, **sizes.phantom_kwargs)

@@ -23,6 +23,8 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 from mtloca_lib.experiments import DISPLAY
+from mtloca_lib.config.profiles import proposed_cls_source
+from mtloca_lib.evaluation.stats import fold_summary
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:
@@ -50,8 +52,6 @@ def ablation_fold_table(run_dir: str | Path) -> pd.DataFrame:
 
 def ablation_table(runs: Mapping[str, str | Path], decimals: int = 4) -> pd.DataFrame:
     """Table 6: Dice, IoU, accuracy and per-class F1, mean ± std over folds, one row per configuration."""
-    from mtloca_lib.evaluation.stats import fold_summary
-
     rows = []
     for model, rd in runs.items():
         f = ablation_fold_table(rd)
@@ -69,8 +69,6 @@ def classifier_source_caveat(profile: str) -> str:
         One paragraph for such profiles (``config.proposed_cls_source``), "" for the others
         (where MTL-OCA classifies from the mask features like the variants).
     """
-    from mtloca_lib.config.profiles import proposed_cls_source
-
     if proposed_cls_source(profile) != "bottleneck":
         return ""
     return (f"In the `{profile}` profile MTL-OCA's classifier reads the bottleneck, while the two "

@@ -15,12 +15,11 @@ import pandas as pd
 from matplotlib.figure import Figure
 from mtloca_lib.report import common as plotting
 from mtloca_lib.experiments import DISPLAY, model_color
+from mtloca_lib.evaluation.runs import classification_table
 
 
 def classification_results(runs: Mapping[str, Path]) -> dict[str, dict]:
     """display name -> :func:`mtloca_lib.evaluation.runs.classification_table` of each run that classifies."""
-    from mtloca_lib.evaluation.runs import classification_table
-
     out = {}
     for model, rd in runs.items():
         try:

@@ -27,6 +27,8 @@ from mtloca_lib.inference.overlay import (  # re-exported: the drawing primitive
 )
 from mtloca_lib.config.profiles import PROFILES
 from mtloca_lib.experiments import REPO, NotebookParams
+import tabulate
+from mtloca_lib.runio import atomic_write_text
 
 
 _METADATA = {
@@ -168,8 +170,6 @@ def save_figure(fig: Figure, path_stem, formats: Sequence[str] = ("png", "pdf"),
 
 def save_table(df: pd.DataFrame, path_stem: str | Path, index: bool = True) -> list[Path]:
     """Write a table as ``<stem>.csv`` and ``<stem>.md`` (atomically); return both paths."""
-    from mtloca_lib.runio import atomic_write_text
-
     stem = Path(path_stem)
     csv_text = df.to_csv(index=index, float_format="%.6g")
     md_text = df.to_markdown(index=index, floatfmt=".4g") + "\n" if _has_tabulate() else df.to_string(index=index) + "\n"
@@ -180,8 +180,6 @@ def save_table(df: pd.DataFrame, path_stem: str | Path, index: bool = True) -> l
 
 def _has_tabulate() -> bool:
     try:
-        import tabulate  # noqa: F401
-
         return True
     except ImportError:
         return False
@@ -279,8 +277,6 @@ def replace_block(path: Path, begin: str, end: str, body: str) -> bool:
     Raises:
         ValueError: the file lacks one of the markers.
     """
-    from mtloca_lib.runio import atomic_write_text
-
     text = Path(path).read_text()
     if begin not in text or end not in text:
         raise ValueError(f"{path} has no {begin} ... {end} block")

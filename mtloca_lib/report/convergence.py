@@ -17,6 +17,7 @@ from mtloca_lib.evaluation.convergence import RISING, convergence_status, epoch_
 import math
 from collections.abc import Mapping
 from pathlib import Path
+import matplotlib.pyplot as plt
 
 
 CURVE_PANELS = (
@@ -42,8 +43,6 @@ def learning_curves_figure(runs: Mapping[str, str | Path], title: str = ""):
     Returns:
         a matplotlib Figure.
     """
-    import matplotlib.pyplot as plt
-
     labels = list(runs)
     fig, axes = plt.subplots(len(CURVE_PANELS), len(labels), figsize=(3.2 * len(labels), 2.4 * len(CURVE_PANELS)),
                              squeeze=False, sharex="col")
@@ -97,8 +96,6 @@ def study_figure(runs: Mapping[str, str | Path], metrics=("val_dice_lesion", "va
     Returns:
         a matplotlib Figure.
     """
-    import matplotlib.pyplot as plt
-
     labels = {"val_dice": "validation Dice (all images)", "val_dice_lesion": "validation Dice (lesion images)",
               "val_accuracy": "validation accuracy", "seg": "training loss, final mask (CE)",
               "val_seg": "validation loss, final mask (CE)"}

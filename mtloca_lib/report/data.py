@@ -26,6 +26,8 @@ import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
 from mtloca_lib.inference import overlay as plotting_overlay
+from mtloca_lib.data.preprocess import make_input
+from mtloca_lib.training import protocol
 
 
 def example_cases(labels, lesion_area, class_names: Sequence[str],
@@ -61,8 +63,6 @@ def example_cases(labels, lesion_area, class_names: Sequence[str],
 
 def derivative_channel(images, sigma: float) -> np.ndarray:
     """The network's second input channel (normalised |grad (G_sigma * f)|) of (N, H, W) images."""
-    from mtloca_lib.data.preprocess import make_input
-
     x = torch.as_tensor(np.asarray(images, dtype=np.float32))[:, None]
     return make_input(x, sigma=float(sigma))[:, 1].numpy()
 
@@ -180,8 +180,6 @@ def near_duplicate_pairs(cfg, data) -> tuple[pd.DataFrame, pd.DataFrame]:
         (pairs, groups): pairs with columns ``case_a, case_b, score, ..., kind``;
         groups with columns ``case_id, group`` in the order of ``data``.
     """
-    from mtloca_lib.training import protocol
-
     groups = protocol.near_duplicate_groups(cfg.dataset, cfg.data_root, data, cfg.dataset_kwargs)
     pairs = protocol.near_duplicate_pairs(cfg.dataset, cfg.data_root, data, cfg.dataset_kwargs)
     return pairs, groups

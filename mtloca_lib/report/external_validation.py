@@ -25,6 +25,16 @@ import pandas as pd
 
 from mtloca_lib.experiments import DISPLAY, NotebookParams
 from mtloca_lib.inference.external import evaluate_external, load_external, shift_appearance
+from scipy.stats import bootstrap
+from sklearn.metrics import roc_auc_score
+import matplotlib.pyplot as plt
+import shutil
+from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.data.datasets import default_cache_dir
+from mtloca_lib.data.folder import write_folder
+from mtloca_lib.data.phantom import make_phantom
+from mtloca_lib.evaluation.stats import bootstrap_ci
+from mtloca_lib.runio import read_json
 
 SHARED = ("benign", "malignant")
 #: The stand-in for a second centre: the phantom's lesion classes from another seed.
@@ -41,17 +51,12 @@ def external_dataset(params: NotebookParams) -> tuple[str, str, str, bool]:
 
 def shifted_phantom_folder(params: NotebookParams | None = None) -> Path:
     """The shifted phantom as a folder dataset under the cache (made once, then reused)."""
-    from mtloca_lib.data.datasets import default_cache_dir
-    from mtloca_lib.data.folder import write_folder
-    from mtloca_lib.data.phantom import make_phantom
-
     s = SHIFTED_PHANTOM
     n = (0, 9, 9) if params is not None and params.profile == "smoke" else s["n_per_class"]
     root = default_cache_dir() / "external" / f"phantom-shifted-s{s['seed']}-n{n[1]}-{n[2]}"  # a cache folder, not a run
     if not (root / "labels.csv").exists():
         raw = make_phantom(n_per_class=n, seed=s["seed"], classes=SHARED)
         tmp = root.with_name(root.name + ".partial")
-        import shutil
 
         shutil.rmtree(tmp, ignore_errors=True)
         write_folder(shift_appearance(raw, s["gamma"], s["gain"], s["speckle"], seed=s["seed"]), tmp)
@@ -61,9 +66,6 @@ def shifted_phantom_folder(params: NotebookParams | None = None) -> Path:
 
 def score_runs(runs: dict[str, Path], dataset: str, root: str, name: str, log=print) -> dict[str, tuple]:
     """Each run's external evaluation, made when missing, reused when made with the same config."""
-    from mtloca_lib.config.run_config import RunConfig
-    from mtloca_lib.runio import read_json
-
     out = {}
     for model, rd in runs.items():
         manifest = Path(rd) / "external" / name / "manifest.json"
@@ -86,9 +88,6 @@ def _shared_scores(df: pd.DataFrame, prefix: str = "prob_") -> pd.DataFrame:
 
 
 def _auc_ci(y, s, seed: int = 0, n_boot: int = 1000) -> tuple[float, float, float]:
-    from scipy.stats import bootstrap
-    from sklearn.metrics import roc_auc_score
-
     y, s = np.asarray(y), np.asarray(s)
     if len(set(y)) < 2:
         return float("nan"), float("nan"), float("nan")
@@ -102,8 +101,6 @@ def _auc_ci(y, s, seed: int = 0, n_boot: int = 1000) -> tuple[float, float, floa
 
 
 def _row(per_image: pd.DataFrame, seg: pd.DataFrame) -> dict:
-    from mtloca_lib.evaluation.stats import bootstrap_ci
-
     out = {}
     for metric, values in (("dice", seg["dice"]), ("dice_lesion", seg.loc[seg["true_area"] > 0, "dice"]),
                            ("accuracy", per_image["correct"])):
@@ -144,8 +141,6 @@ def display_table(table: pd.DataFrame) -> pd.DataFrame:
 
 def figure(table: pd.DataFrame, title: str):
     """Grouped bars: each metric, in-distribution against external, per model, with 95 % CIs."""
-    import matplotlib.pyplot as plt
-
     models = list(dict.fromkeys(table.index.get_level_values(0)))
     sets = list(dict.fromkeys(table.index.get_level_values(1)))
     fig, axes = plt.subplots(1, len(METRICS), figsize=(3.2 * len(METRICS), 3.4), sharey=True)

@@ -35,6 +35,10 @@ from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.experiments import DISPLAY, model_color
 from mtloca_lib.runio import read_json
+from mtloca_lib.inference.gradcam import grad_cam
+from mtloca_lib.inference.predict import load_weights
+from mtloca_lib.training.cv import load_data
+from mtloca_lib.training.loop import network_inputs
 
 __all__ = [
     "run_data", "select_cases", "folds_with_weights", "case_maps", "mass_fraction", "lesion_mass",
@@ -44,8 +48,6 @@ __all__ = [
 
 def run_data(run_dir: str | Path):
     """The run's config, fold table and prepared data (from the cache when possible)."""
-    from mtloca_lib.training.cv import load_data
-
     run_dir = Path(run_dir)
     cfg = RunConfig.from_dict(read_json(run_dir / "config.json"))
     folds = pd.read_csv(run_dir / "folds.csv", dtype={"case_id": str})
@@ -123,8 +125,6 @@ def folds_with_weights(run_dirs: Sequence[str | Path] | str | Path) -> tuple[lis
 
 
 def _fold_model(run_dir: Path, fold: int):
-    from mtloca_lib.inference.predict import load_weights
-
     path = run_dir / f"fold{fold}" / "model.pt"
     if not path.exists():
         raise FileNotFoundError(f"{path}: no saved weights for fold {fold}; Grad-CAM explains each image "
@@ -151,9 +151,6 @@ def case_maps(run_dir: str | Path, case_ids: Sequence[str] | None = None, target
         ``pred`` (N,) predicted class indices and ``prob`` (N, n_classes), and
         ``class_names``.
     """
-    from mtloca_lib.inference.gradcam import grad_cam
-    from mtloca_lib.training.loop import network_inputs
-
     if target not in ("pred", "true"):
         raise ValueError(f"target must be 'pred' or 'true', not {target!r}")
     run_dir = Path(run_dir)

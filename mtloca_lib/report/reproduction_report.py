@@ -27,6 +27,8 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 from mtloca_lib.experiments import DISPLAY
+from mtloca_lib.report.common import save_table
+from mtloca_lib.runio import atomic_write_text
 
 
 REFERENCE = pd.DataFrame(
@@ -272,9 +274,6 @@ def report_text(dataset: str, profile: str, numbers: pd.DataFrame, boot: pd.Data
 
 def save_report(text: str, table: pd.DataFrame, stem: str | Path) -> list[Path]:
     """``<stem>.csv`` (the numbers) and ``<stem>.md`` (the report text followed by the table)."""
-    from mtloca_lib.report.common import save_table
-    from mtloca_lib.runio import atomic_write_text
-
     stem = Path(stem)
     paths = save_table(table, stem)
     md = stem.with_suffix(".md")

@@ -19,6 +19,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.experiments import DISPLAY, model_color
+from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.evaluation.runs import TABLE2_METRICS, run_summary
+from mtloca_lib.runio import read_json
+from mtloca_lib.training.cv import load_data
+from mtloca_lib.training.cv import load_pred_masks
 
 
 def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
@@ -31,8 +36,6 @@ def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:
     Returns:
         DataFrame indexed by display name; one text column (``"mean ± std"``) per metric.
     """
-    from mtloca_lib.evaluation.runs import TABLE2_METRICS, run_summary
-
     metrics = TABLE2_METRICS if metrics is None else metrics
     frames = []
     for model, rd in runs.items():
@@ -113,10 +116,6 @@ def pick_cases(dice: pd.DataFrame, reference: str = "mtl_oca", class_order: Sequ
 
 def case_arrays(run_dir: Path, case_ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
     """The network-size images and true masks of some cases of a run (from its config's data)."""
-    from mtloca_lib.config.run_config import RunConfig
-    from mtloca_lib.training.cv import load_data
-    from mtloca_lib.runio import read_json
-
     cfg = RunConfig.from_dict(read_json(Path(run_dir) / "config.json"))
     data = load_data(cfg)
     index = {c: i for i, c in enumerate(data.case_ids)}
@@ -166,8 +165,6 @@ def figure4(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
 
 def figure4_from_runs(runs: Mapping[str, Path], picks: pd.DataFrame, title: str | None = None) -> Figure:
     """Figure 4 for the cases in ``picks`` (from :func:`pick_cases`), read from the runs."""
-    from mtloca_lib.training.cv import load_pred_masks
-
     ids = picks["case_id"].astype(str).tolist()
     images, truths = case_arrays(next(iter(runs.values())), ids)
     preds, dice = {}, {}

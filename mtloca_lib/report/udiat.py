@@ -26,6 +26,8 @@ from matplotlib.figure import Figure
 from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.report import common as plotting
 from mtloca_lib.experiments import DISPLAY
+from mtloca_lib.report.segmentation import case_arrays
+from mtloca_lib.training.cv import load_pred_masks
 
 
 def udiat_banner(real: bool) -> str:
@@ -79,9 +81,6 @@ def figure7(images, truths, preds: Mapping[str, Sequence[np.ndarray]], dice: Map
 def figure7_from_runs(runs: Mapping[str, str | Path], picks: pd.DataFrame, title: str = "") -> Figure:
     """Figure 7 from the runs: the cases in ``picks`` (``report.segmentation.pick_cases``) and each
     classifying model's pooled confusion matrix."""
-    from mtloca_lib.training.cv import load_pred_masks
-    from mtloca_lib.report.segmentation import case_arrays
-
     ids = picks["case_id"].astype(str).tolist()
     images, truths = case_arrays(Path(next(iter(runs.values()))), ids)
     preds, dice = {}, {}
