@@ -5,12 +5,18 @@ object contextual attention. See the README for the map from the paper's
 tables and figures to notebooks, and the list of interpretations.
 
 The package is laid out by pipeline stage (``docs/DESIGN.md``), imports pointing only
-downward: ``cli``/``reproduce`` and ``report`` -> ``engine`` -> ``data``, ``models``;
-``errors``, ``runio`` and ``hardware`` sit below every stage.
+downward: the faces (``cli``, ``reproduce``) -> ``report`` -> ``experiments`` -> ``perf``,
+``inference`` -> ``training`` -> ``evaluation`` -> ``config`` -> ``data``, ``models`` -> the base
+modules (``errors``, ``runio``, ``hardware``) -> ``settings``.
 
-- :mod:`mtloca_lib.data`: readers, preprocessing, augmentation, the cache, near-duplicates, splits.
+- :mod:`mtloca_lib.data`: readers, pixel rules, preprocessing, augmentation, the cache, near-duplicates, splits.
 - :mod:`mtloca_lib.models`: the networks and the losses.
-- :mod:`mtloca_lib.engine`: configs, training, cross-validation, metrics, statistics, prediction.
+- :mod:`mtloca_lib.config`: run configs, the profile table, model presets, the run registry.
+- :mod:`mtloca_lib.training`: one fold's loop, cross-validation, fold assignment, replicas, the final model.
+- :mod:`mtloca_lib.evaluation`: metrics, statistics, reading runs, comparisons, seeds, convergence.
+- :mod:`mtloca_lib.inference`: prediction on files, external scoring, Grad-CAM, overlays.
+- :mod:`mtloca_lib.perf`: the benchmark, the roofline, the FLOP table.
+- :mod:`mtloca_lib.experiments`: the paper's run sets, the notebooks' parameters, the run of record.
 - :mod:`mtloca_lib.report`: what each notebook shows, one module per notebook.
 
 The names most scripts call are re-exported here (``make_config``, ``run_cv``,

@@ -17,7 +17,7 @@ this module asks the question at the level where the randomness lives:
   variant (1) without OCA, Table 6's question as the paper asks it; and against our (1b), the
   same network without OCA, which asks it with nothing else changed).
 
-Each run's convergence verdict (``engine.convergence``) travels with it: a seed-level
+Each run's convergence verdict (``evaluation.convergence``) travels with it: a seed-level
 difference is only called a test of the paper's claim when every seed run of both models
 converged by the rule; otherwise :func:`describe` says "not tested".
 

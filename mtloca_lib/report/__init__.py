@@ -17,8 +17,8 @@ notebook                           module
 
 ``common`` holds what every notebook uses (parameter banners, figure and table saving,
 the plotting helpers); ``results_section`` and ``findings`` write the README's generated
-blocks. Modules here compute nothing heavy themselves: they read run directories and
-call the engine.
+blocks (``busi_runs``: how both find and describe the committed BUSI runs). Modules here
+compute nothing heavy themselves: they read run directories and call the stages below.
 
 May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training``, ``evaluation``, ``config``, ``data``, ``models`` and the base modules; never a stage above it or beside it.
 """
