@@ -12,8 +12,9 @@ import torch
 from PIL import Image
 
 from mtloca_lib.cli import build_parser, main
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +154,48 @@ def test_real_data_trains_with_the_default_profile_unless_told():
     assert parser.parse_args(["train"]).profile == DEFAULT_PROFILE
     assert parser.parse_args(["train", "--profile", "cpu"]).profile == "cpu"
     assert parser.parse_args(["matrix"]).profile == DEFAULT_PROFILE
+
+
+def _tree(folder: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+def test_bad_input_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys):
+    """The README's promise: bad input raises an error naming the file and the fix before anything
+    is written, for `mtloca train`, `mtloca evaluate` and `mtloca predict`."""
+    from mtloca_lib.data.folder import write_folder
+    from mtloca_lib.data.phantom import make_phantom
+    from mtloca_lib.training.cv import run_cv
+    from mtloca_lib.config.run_config import make_config
+
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MTLOCA_DATASET", raising=False)
+    monkeypatch.delenv("MTLOCA_DATA", raising=False)
+    bad = write_folder(make_phantom(n_per_class=(4, 4, 4), seed=2, size_range=(64, 80)), tmp_path / "bad")
+    damaged = sorted((bad / "images").iterdir())[1]
+    damaged.write_bytes(damaged.read_bytes()[:60])  # a truncated PNG
+    # train: a new run directory is not even made; a started run is left byte for byte
+    run = tmp_path / "run"
+    train = ["train", "--profile", "smoke", "--dataset", "folder", "--data", str(bad), "--set", "epochs=1"]
+    assert main(train + ["--run-dir", str(run)]) == 2
+    err = capsys.readouterr().err
+    assert damaged.name in err and "Traceback" not in err and not run.exists()
+    assert main(["train", "--profile", "smoke", "--run-dir", str(run), "--set", "size=36"]) == 2  # a bad config
+    assert "size 36" in capsys.readouterr().err and not run.exists()
+    started = tmp_path / "started"
+    run_cv(make_config("mtl_oca", "smoke", {"epochs": 1, "folds": [0]}), started, log=lambda s: None)
+    before = _tree(started)
+    assert main(["train", "--profile", "smoke", "--run-dir", str(started), "--set", "epochs=1",
+                 "--set", "model.widths=[4,8,16]"]) == 2  # another config: refused, naming it
+    assert "model" in capsys.readouterr().err
+    assert _tree(started) == before
+    # evaluate: scoring on bad data writes no external folder
+    assert main(["evaluate", str(started), "--dataset", "folder", "--data", str(bad), "--folds", "available"]) == 2
+    assert damaged.name in capsys.readouterr().err
+    assert not (started / "external").exists() and _tree(started) == before
+    # predict: a damaged image among good ones: no output folder
+    good = sorted((bad / "images").iterdir())[0]
+    out = tmp_path / "pred"
+    assert main(["predict", "--weights", str(started / "fold0" / "model.pt"), "--out", str(out),
+                 str(good), str(damaged)]) == 2
+    assert damaged.name in capsys.readouterr().err and not out.exists()

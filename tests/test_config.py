@@ -123,3 +123,12 @@ def test_settings_are_the_one_home_of_the_environment_defaults(monkeypatch):
                 readers.append(f"{p.relative_to(REPO_ROOT)}:{n}")
     assert not readers, f"MTLOCA_* read outside mtloca_lib/settings.py: {readers}"
     assert {v.name for v in VARIABLES.values()} >= {"MTLOCA_DATASET", "MTLOCA_DATA", "MTLOCA_CACHE"}
+
+
+def test_the_cli_help_is_made_from_the_profile_table():
+    from mtloca_lib.cli import build_parser
+
+    train = next(a for a in build_parser()._subparsers._group_actions[0].choices["train"]._actions
+                 if "--profile" in a.option_strings)
+    assert sorted(train.choices) == sorted(P.PROFILE_TABLE)
+    assert all(row.summary in train.help.replace("%%", "%") for row in P.PROFILE_TABLE.values())

@@ -7,7 +7,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -15,8 +14,9 @@ import pytest
 from mtloca_lib.config.run_config import RunConfig, make_config
 from mtloca_lib.training.cv import RunConfigMismatch, load_pred_masks, run_cv
 from mtloca_lib.training.loop import StopRequested
+from mtloca_lib.runio import REPO_ROOT
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 @pytest.fixture()

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -13,6 +12,7 @@ from mtloca_lib.config.run_config import make_config
 from mtloca_lib.training.cv import RunConfigMismatch, run_cv
 from mtloca_lib.training.final import is_final_run, train_final
 from mtloca_lib.training.loop import StopRequested
+from mtloca_lib.runio import REPO_ROOT
 
 
 @pytest.fixture()
@@ -88,7 +88,7 @@ def test_readme_predict_example_weights_are_committed_and_load(tmp_path):
     from mtloca_lib.inference.predict import load_weights
     from mtloca_lib.data.phantom import make_phantom
 
-    repo = Path(__file__).resolve().parents[1]
+    repo = REPO_ROOT
     paths = sorted(set(re.findall(r"mtloca predict --weights (\S+)", (repo / "README.md").read_text())))
     assert paths, "the README shows no predict example"
     case = make_phantom(n_per_class=(0, 1, 0), seed=1).cases[0]

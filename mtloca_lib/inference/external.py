@@ -2,7 +2,9 @@
 
 Every model of the run is applied to every image of the other dataset: each fold's
 ``model.pt`` of a cross-validation run, or the one ``model.pt`` of a final run
-(``--holdout none``). The images are prepared as the run's own were (its size,
+(``--holdout none``). A cross-validation run with some fold models missing is refused, naming
+them, unless asked to use those that exist (``folds="available"``, ``--folds available``); the
+manifest records the choice, the models used and those missing. The images are prepared as the run's own were (its size,
 derivative sigma and normalisation come from the run's config). Results go into a
 sub-folder of the run and never touch its own results::
 
@@ -33,6 +35,7 @@ May import: its own folder, ``training``, ``evaluation``, ``config``, ``data``, 
 """
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import time
@@ -96,16 +99,38 @@ def resolve_class_map(data_classes, model_classes, class_map: dict[str, str] | N
     return mapping
 
 
-def _models_of_run(run_dir: Path) -> list[tuple[str, Path]]:
+#: Which fold models ``evaluate --dataset`` uses: every one (a run missing some is refused), or those there.
+FOLD_CHOICES = ("all", "available")
+
+
+def models_of_run(run_dir: Path, cfg: RunConfig, folds: str = "all") -> tuple[list[tuple[str, Path]], list[str]]:
+    """The models to score, as (label, path), and the labels of the fold models that are missing.
+
+    Raises:
+        DataError: no model at all; or some fold model missing and ``folds`` is "all".
+    """
+    if folds not in FOLD_CHOICES:
+        raise DataError(f"folds must be one of {FOLD_CHOICES}, not {folds!r}")
+    run_dir = Path(run_dir)
     final = run_dir / "model.pt"
-    folds = sorted(run_dir.glob("fold*/model.pt"), key=lambda p: int(p.parent.name[4:]))
-    found = ([("final", final)] if final.exists() else []) + [(p.parent.name, p) for p in folds]
-    if not found:
+    if final.exists():
+        return [("final", final)], []
+    present = [(f"fold{f}", run_dir / f"fold{f}" / "model.pt") for f in range(cfg.k)
+               if (run_dir / f"fold{f}" / "model.pt").exists()]
+    missing = [f"fold{f}" for f in range(cfg.k) if not (run_dir / f"fold{f}" / "model.pt").exists()]
+    if not present:
         raise DataError(
             f"{run_dir}: no trained model (neither model.pt nor fold*/model.pt); train the run first "
             "(weights are not committed with the repository's run directories)"
         )
-    return found
+    if missing and folds == "all":
+        raise DataError(
+            f"{run_dir}: {len(missing)} of the run's {cfg.k} fold models are missing ({', '.join(missing)}; "
+            f"found {', '.join(label for label, _ in present)}), and an external evaluation uses every fold "
+            f"model. Train them (rerun `mtloca train --config {run_dir / 'config.json'} --run-dir {run_dir}`), "
+            "or pass --folds available (folds='available') to score the fold models there; the manifest will say so"
+        )
+    return present, missing
 
 
 def score_table(df: pd.DataFrame, model_classes, mapping: dict[str, str]) -> dict:
@@ -145,6 +170,7 @@ def evaluate_external(
     name: str | None = None,
     dataset_kwargs: dict | None = None,
     log=print,
+    folds: str = "all",
 ) -> pd.DataFrame:
     """Score every model of ``run_dir`` on another dataset; write ``RUN/external/<name>/``.
 
@@ -156,12 +182,15 @@ def evaluate_external(
         name: the sub-folder; default the dataset's name.
         dataset_kwargs: passed to the reader (phantom: ``seed``, ``n_per_class``, ...).
         log: progress lines.
+        folds: "all" (every fold model must exist) or "available" (those that do); see
+            :func:`models_of_run`.
 
     Returns:
         The metrics table, one row per model.
 
     Raises:
-        DataError: not a run directory, no weights, the output folder exists, no class maps.
+        DataError: not a run directory, no weights (or some fold's missing with ``folds="all"``),
+            the output folder exists, no class maps.
     """
     import torch
 
@@ -172,10 +201,16 @@ def evaluate_external(
     if not (run_dir / "config.json").exists():
         raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
     cfg = RunConfig.load(run_dir / "config.json")
-    models = _models_of_run(run_dir)
+    models, missing = models_of_run(run_dir, cfg, folds)
     out_dir = run_dir / "external" / (name or dataset)
     if out_dir.exists():
         raise DataError(f"{out_dir} exists: scoring again would overwrite it; pass another name (--name) or delete it")
+    if not os.access(out_dir.parent if out_dir.parent.exists() else run_dir, os.W_OK):
+        raise DataError(f"{out_dir.parent}: cannot write the external evaluation here (no permission); "
+                        "copy the run directory somewhere writable and score that copy")
+    log(f"scoring {', '.join(label for label, _ in models)}"
+        + (f" (folds='available': {', '.join(missing)} missing)" if missing else "")
+        + f" of {run_dir} on {dataset}")
     t0 = time.perf_counter()
     data = load_prepared(dataset, root, size=cfg.size, **(dataset_kwargs or {}))
     first = torch.load(models[0][1], map_location="cpu", weights_only=False)
@@ -210,28 +245,37 @@ def evaluate_external(
     # leaves no half-written evaluation behind
     tmp = out_dir.parent / f".{out_dir.name}.partial-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    write_csv(tmp / "predictions.csv", pd.concat(tables, ignore_index=True))
-    write_csv(tmp / "metrics.csv", metrics)
-    write_json(tmp / "manifest.json", {
-        "run": str(run_dir),
-        "run_config_digest": cfg.digest(),
-        "dataset": {"name": data.name, "root": str(root) if root else None, "fingerprint": data.fingerprint,
-                    "n_images": len(data), "class_names": list(data.class_names),
-                    "reader_args": dataset_kwargs or {}, "params": data.params},
-        "model_classes": model_classes,
-        "class_map": mapping,
-        "class_map_source": "explicit" if class_map is not None else "by name",
-        "classification": ("over the shared classes " + ", ".join(shared) + ", probabilities renormalised"
-                           if len(shared) >= 2 else
-                           f"not scored: only {len(shared)} shared class(es) ({', '.join(shared)})"),
-        "models": [m for m, _ in models],
-        "git": git_commit(),
-        "environment": environment_info("cpu"),
-        "wall_seconds": round(time.perf_counter() - t0, 2),
-        "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    })
-    os.rename(tmp, out_dir)
+    made_parent = not out_dir.parent.exists()
+    try:
+        tmp.mkdir(parents=True)
+        write_csv(tmp / "predictions.csv", pd.concat(tables, ignore_index=True))
+        write_csv(tmp / "metrics.csv", metrics)
+        write_json(tmp / "manifest.json", {
+            "run": str(run_dir),
+            "run_config_digest": cfg.digest(),
+            "dataset": {"name": data.name, "root": str(root) if root else None, "fingerprint": data.fingerprint,
+                        "n_images": len(data), "class_names": list(data.class_names),
+                        "reader_args": dataset_kwargs or {}, "params": data.params},
+            "model_classes": model_classes,
+            "class_map": mapping,
+            "class_map_source": "explicit" if class_map is not None else "by name",
+            "classification": ("over the shared classes " + ", ".join(shared) + ", probabilities renormalised"
+                               if len(shared) >= 2 else
+                               f"not scored: only {len(shared)} shared class(es) ({', '.join(shared)})"),
+            "models": [m for m, _ in models],
+            "fold_models": {"choice": folds, "used": [m for m, _ in models], "missing": missing},
+            "git": git_commit(),
+            "environment": environment_info("cpu"),
+            "wall_seconds": round(time.perf_counter() - t0, 2),
+            "finished": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        })
+        os.rename(tmp, out_dir)
+    except BaseException:  # a failure (or Ctrl-C) while writing leaves nothing behind
+        shutil.rmtree(tmp, ignore_errors=True)
+        if made_parent:
+            with contextlib.suppress(OSError):
+                out_dir.parent.rmdir()  # only if still empty
+        raise
     log(f"external evaluation written: {out_dir}")
     return metrics
 

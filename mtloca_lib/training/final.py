@@ -11,6 +11,13 @@ wants a model to apply to new images (``mtloca predict``) or to another dataset
     history.csv        the per-epoch losses (and the validation curve, when one is held out)
     model.pt           the final weights, with the config and class names (what predict loads)
     checkpoint.pt      while it trains; rerunning the same command resumes from it
+    .final.lock        held by the process training it
+
+As for cross-validation (:mod:`mtloca_lib.training.identity`), a rerun resumes only the same
+content (config without ``data_root``, data fingerprint, the train/validation parts, the
+settings that change the numbers, recorded in ``manifest.json["final"]``), everything is
+checked before the first file is written, one process trains the model at a time, and
+Ctrl-C stops with :class:`~mtloca_lib.training.identity.TrainingInterrupted`.
 
 With ``val_fraction`` > 0 a validation part (stratified, grouped by near-duplicate group
 under the grouped protocol) is still held out, for the learning curve only; the last
@@ -31,7 +38,22 @@ import pandas as pd
 
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.data.splits import validation_split
 from mtloca_lib.runio import atomic_torch_save, environment_info, git_commit, read_json, write_csv, write_json
+from mtloca_lib.training.cv import fold_table, load_data
+from mtloca_lib.training.identity import (
+    TrainingInterrupted,
+    check_run,
+    check_run_config,
+    check_run_data,
+    data_summary,
+    fold_record,
+    interrupted_message,
+    refuse_other_kind,
+    training_locks,
+    validate_run,
+)
+from mtloca_lib.training.loop import select_device, train_fold
 
 
 def is_final_run(run_dir: str | Path) -> bool:
@@ -48,6 +70,7 @@ def train_final(
     log: Callable[[str], None] = print,
     stop_after_epochs: int | None = None,
     data: PreparedDataset | None = None,
+    wait: bool = False,
 ) -> Path:
     """Train ``cfg`` on the whole dataset and write the final weights to ``run_dir/model.pt``.
 
@@ -57,25 +80,24 @@ def train_final(
         log: receives progress lines when not interactive.
         stop_after_epochs: test hook, see :func:`mtloca_lib.training.loop.train_fold`.
         data: an already prepared dataset (skips loading; must match ``cfg``).
+        wait: wait for another process training this model instead of raising ``RunBusy``.
 
     Returns:
         The path of ``model.pt``.
 
     Raises:
-        RunConfigMismatch: ``run_dir`` holds a run of another configuration.
+        RunConfigMismatch: ``run_dir`` holds a run of another configuration, data or settings.
+        RunBusy: another process is training it (and ``wait`` is false).
+        TrainingInterrupted: Ctrl-C while training.
         ValueError: ``run_dir`` holds a cross-validation run.
     """
-    from mtloca_lib.training.cv import check_run_config, fold_table, load_data
-    from mtloca_lib.data.splits import validation_split
-    from mtloca_lib.training.loop import select_device, train_fold
-
     run_dir = Path(run_dir)
     weights = run_dir / "model.pt"
     check_run_config(run_dir, cfg)
-    if (run_dir / "config.json").exists():
-        if not is_final_run(run_dir) and any(run_dir.glob("fold*/")):
-            raise ValueError(f"{run_dir} holds a cross-validation run; give --holdout none its own --run-dir")
+    refuse_other_kind(run_dir, final=True)
     if weights.exists():
+        if data is not None:
+            check_run_data(run_dir, data)
         log(f"{run_dir}: the final model was trained earlier ({weights})")
         return weights
     data = data if data is not None else load_data(cfg)
@@ -87,45 +109,57 @@ def train_final(
     else:
         is_val = np.zeros(len(table), dtype=bool)
     table["part"] = np.where(is_val, "validation", "train")
-    run_dir.mkdir(parents=True, exist_ok=True)
-    saved_cfg = {**cfg.to_dict(), "folds": None}
-    write_json(run_dir / "config.json", saved_cfg)
-    write_csv(run_dir / "train_cases.csv", table)
-    device = str(select_device(cfg.device))
-    manifest = {
-        "config": saved_cfg,
-        "config_digest": cfg.digest(),
-        "holdout": "none",
-        "data": {
-            "name": data.name,
-            "fingerprint": data.fingerprint,
-            "n_images": len(data),
-            "class_counts": {c: int((data.labels == i).sum()) for i, c in enumerate(data.class_names)},
-            "params": data.params,
-        },
-        "model_selection": ("last epoch; trained on every image" if not cfg.val_fraction else
-                            f"last epoch; trained on every image but a {cfg.val_fraction:.0%} validation "
-                            "part held out for the learning curve only"),
-        "git": git_commit(),
-        "environment": environment_info(device),
-    }
-    write_json(run_dir / "manifest.json", manifest)
+    settings = validate_run(cfg, data, [])
+    assignment = ("train_cases.csv", table, "part")
+    check_run(run_dir, cfg, data, settings, assignment)
 
-    t0 = time.perf_counter()
-    log(f"final model: {int((~is_val).sum())} train / {int(is_val.sum())} validation images, no test images")
-    model, history = train_fold(cfg, data, everything[~is_val], run_dir / "checkpoint.pt", cfg.k, log=log,
-                                stop_after_epochs=stop_after_epochs, val_index=everything[is_val])
-    write_csv(run_dir / "history.csv", pd.DataFrame(history))
-    atomic_torch_save(
-        weights,
-        {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-         "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
-    )
-    (run_dir / "checkpoint.pt").unlink(missing_ok=True)
-    manifest["wall_seconds"] = round(time.perf_counter() - t0, 2)
-    manifest["epochs"] = cfg.epochs
-    manifest["device"] = device
-    manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    write_json(run_dir / "manifest.json", manifest)
+    # Everything is checked: from here on the run directory is written.
+    with training_locks(run_dir, ["final"], wait=wait, log=log):
+        check_run(run_dir, cfg, data, settings, assignment)  # again: another process may have trained it
+        if weights.exists():
+            log(f"{run_dir}: the final model was trained by another process meanwhile ({weights})")
+            return weights
+        saved_cfg = {**cfg.to_dict(), "folds": None}
+        write_json(run_dir / "config.json", saved_cfg)
+        write_csv(run_dir / "train_cases.csv", table)
+        device = str(select_device(cfg.device))
+        old = read_json(run_dir / "manifest.json") if (run_dir / "manifest.json").exists() else {}
+        record = fold_record(cfg, data, settings)
+        if isinstance(old.get("final"), dict) and (run_dir / "checkpoint.pt").exists():
+            record["started"] = old["final"].get("started")  # resumed: it started then
+        record.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
+        manifest = {
+            "config": saved_cfg,
+            "config_digest": cfg.digest(),
+            "holdout": "none",
+            "data": data_summary(data),
+            "model_selection": ("last epoch; trained on every image" if not cfg.val_fraction else
+                                f"last epoch; trained on every image but a {cfg.val_fraction:.0%} validation "
+                                "part held out for the learning curve only"),
+            "git": git_commit(),
+            "environment": environment_info(device),
+            "final": record,
+        }
+        write_json(run_dir / "manifest.json", manifest)
+
+        t0 = time.perf_counter()
+        log(f"final model: {int((~is_val).sum())} train / {int(is_val.sum())} validation images, no test images")
+        try:
+            model, history = train_fold(cfg, data, everything[~is_val], run_dir / "checkpoint.pt", cfg.k, log=log,
+                                        stop_after_epochs=stop_after_epochs, val_index=everything[is_val])
+            write_csv(run_dir / "history.csv", pd.DataFrame(history))
+            atomic_torch_save(
+                weights,
+                {"model": {k: v.cpu() for k, v in model.state_dict().items()},
+                 "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
+            )
+        except KeyboardInterrupt:
+            raise TrainingInterrupted(interrupted_message(cfg, {"the final model": run_dir / "checkpoint.pt"})) from None
+        (run_dir / "checkpoint.pt").unlink(missing_ok=True)
+        manifest["wall_seconds"] = round(time.perf_counter() - t0, 2)
+        manifest["epochs"] = cfg.epochs
+        manifest["device"] = device
+        manifest["finished"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        write_json(run_dir / "manifest.json", manifest)
     log(f"final model written: {weights}")
     return weights

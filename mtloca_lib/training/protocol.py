@@ -9,31 +9,28 @@ May import: its own folder, ``evaluation``, ``config``, ``data``, ``models`` and
 """
 from __future__ import annotations
 
-import os
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from mtloca_lib.data import duplicate_matching, duplicates
+from mtloca_lib.data.datasets import default_cache_dir, load_raw
 from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.data.splits import make_folds
+from mtloca_lib.runio import write_csv
+from mtloca_lib.training.execution import interactive
 
 PROTOCOLS = ("image", "grouped")
 
 
 def _cache_dir() -> Path:
-    from mtloca_lib.data import datasets
-
-    fn = getattr(datasets, "default_cache_dir", None)
-    if fn is not None:
-        return Path(fn())
-    return Path(os.environ.get("MTLOCA_CACHE", Path.home() / ".cache" / "mtloca"))
+    return Path(default_cache_dir())
 
 
 def detector_version() -> str:
     """A hash of the near-duplicate detector's source: any change to it invalidates cached groups."""
-    import hashlib
-
-    from mtloca_lib.data import duplicate_matching, duplicates
 
     h = hashlib.sha256()
     for module in (duplicates, duplicate_matching):
@@ -63,15 +60,11 @@ def near_duplicate_groups(
     Returns:
         DataFrame with columns ``case_id`` and ``group`` in the order of ``data``.
     """
-    from mtloca_lib.data import duplicates
-    from mtloca_lib.runio import write_csv
-
     path = _groups_path(data)
     if path.exists() and path.with_suffix(".pairs.csv").exists():
         table = pd.read_csv(path, dtype={"case_id": str})
         if table["case_id"].tolist() == list(data.case_ids):
             return table
-    from mtloca_lib.data.datasets import load_raw
 
     raw = load_raw(dataset, root, **(dataset_kwargs or {}))
     if raw.fingerprint() != data.fingerprint:
@@ -80,7 +73,6 @@ def near_duplicate_groups(
             f"({_cache_dir()}) and rerun"
         )
     images = [c.image for c in raw.cases]
-    from mtloca_lib.training.loop import interactive
 
     pairs = duplicates.find_near_duplicates(images, raw.case_ids, progress=interactive())
     groups = duplicates.duplicate_groups(pairs, raw.case_ids)
@@ -96,8 +88,6 @@ def assign_folds(cfg, data: PreparedDataset) -> pd.DataFrame:
     Under the "image" protocol every image is its own group (the paper's split);
     under "grouped" near-duplicates share a group and therefore a fold.
     """
-    from mtloca_lib.data.splits import make_folds
-
     if cfg.protocol not in PROTOCOLS:
         raise ValueError(f"protocol must be one of {PROTOCOLS}, not {cfg.protocol!r}")
     if cfg.protocol == "grouped":
