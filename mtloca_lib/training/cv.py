@@ -43,15 +43,14 @@ from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.records import PreparedDataset
 from mtloca_lib.errors import DataError
 from mtloca_lib.runio import (
-    atomic_torch_save,
     atomic_write_bytes,
-    environment_info,
     exclusive_lock,
     git_commit,
     read_json,
     write_csv,
     write_json,
 )
+from mtloca_lib.training.manifest import run_header, save_model
 from mtloca_lib.training.identity import (  # noqa: F401  (RunBusy, TrainingInterrupted: callers import them from here)
     RunBusy,
     RunConfigMismatch,
@@ -59,7 +58,6 @@ from mtloca_lib.training.identity import (  # noqa: F401  (RunBusy, TrainingInte
     check_run,
     check_run_config,
     check_run_data,
-    data_summary,
     fold_record,
     interrupted_message,
     refuse_other_kind,
@@ -215,16 +213,8 @@ def run_cv(
                 write_json(run_dir / "config.json", saved_cfg)
                 write_csv(run_dir / "folds.csv", folds)
                 manifest = read_json(manifest_path) if manifest_path.exists() else {}
-                manifest.update({
-                    "config": saved_cfg,
-                    "config_digest": cfg.digest(),
-                    "data": data_summary(data),
-                    "model_selection": model_selection(cfg),
-                    "git": git_commit(),
-                    # the folds set torch's threads from the config when they start (train_fold)
-                    "environment": {**environment_info(device),
-                                    **({"torch_threads": settings["threads"]} if "threads" in settings else {})},
-                })
+                # the folds set torch's threads from the config when they start (train_fold)
+                manifest.update(run_header(cfg, data, device, model_selection(cfg), settings.get("threads")))
                 manifest.setdefault("folds", {})
                 started = manifest.setdefault("folds_started", {})
                 now = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -306,11 +296,7 @@ def _finish_fold(cfg, data, run_dir: Path, fold: int, test_idx, model, history, 
         shape=np.array(pred_masks.shape),
     )
     atomic_write_bytes(fdir / "pred_masks.npz", buf.getvalue())
-    atomic_torch_save(
-        fdir / "model.pt",
-        {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-         "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
-    )
+    save_model(fdir / "model.pt", model, cfg, data.class_names)
     wall += time.perf_counter() - t0
     metrics["wall_seconds_this_call"] = round(wall, 2)
     write_json(fdir / "metrics.json", metrics)  # written last: marks the fold finished

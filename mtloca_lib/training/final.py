@@ -39,14 +39,14 @@ import pandas as pd
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.records import PreparedDataset
 from mtloca_lib.data.splits import validation_split
-from mtloca_lib.runio import atomic_torch_save, environment_info, git_commit, read_json, write_csv, write_json
+from mtloca_lib.runio import read_json, write_csv, write_json
 from mtloca_lib.training.cv import fold_table, load_data
+from mtloca_lib.training.manifest import run_header, save_model
 from mtloca_lib.training.identity import (
     TrainingInterrupted,
     check_run,
     check_run_config,
     check_run_data,
-    data_summary,
     fold_record,
     interrupted_message,
     refuse_other_kind,
@@ -128,18 +128,10 @@ def train_final(
         if isinstance(old.get("final"), dict) and (run_dir / "checkpoint.pt").exists():
             record["started"] = old["final"].get("started")  # resumed: it started then
         record.setdefault("started", datetime.now(timezone.utc).isoformat(timespec="seconds"))
-        manifest = {
-            "config": saved_cfg,
-            "config_digest": cfg.digest(),
-            "holdout": "none",
-            "data": data_summary(data),
-            "model_selection": ("last epoch; trained on every image" if not cfg.val_fraction else
-                                f"last epoch; trained on every image but a {cfg.val_fraction:.0%} validation "
-                                "part held out for the learning curve only"),
-            "git": git_commit(),
-            "environment": environment_info(device),
-            "final": record,
-        }
+        selection = ("last epoch; trained on every image" if not cfg.val_fraction else
+                     f"last epoch; trained on every image but a {cfg.val_fraction:.0%} validation "
+                     "part held out for the learning curve only")
+        manifest = {**run_header(cfg, data, device, selection), "holdout": "none", "final": record}
         write_json(run_dir / "manifest.json", manifest)
 
         t0 = time.perf_counter()
@@ -148,11 +140,7 @@ def train_final(
             model, history = train_fold(cfg, data, everything[~is_val], run_dir / "checkpoint.pt", cfg.k, log=log,
                                         stop_after_epochs=stop_after_epochs, val_index=everything[is_val])
             write_csv(run_dir / "history.csv", pd.DataFrame(history))
-            atomic_torch_save(
-                weights,
-                {"model": {k: v.cpu() for k, v in model.state_dict().items()},
-                 "run_config": cfg.to_dict(), "class_names": list(data.class_names)},
-            )
+            save_model(weights, model, cfg, data.class_names)
         except KeyboardInterrupt:
             raise TrainingInterrupted(interrupted_message(cfg, {"the final model": run_dir / "checkpoint.pt"})) from None
         (run_dir / "checkpoint.pt").unlink(missing_ok=True)
