@@ -16,13 +16,20 @@ from typing import Sequence
 import pandas as pd
 
 from mtloca_lib.config.presets import (  # noqa: F401  (the notebooks read these through this module)
-    ABLATION_MODELS, ALL_MODELS, COMPARISON_MODELS, DISPLAY, EXTRA_ABLATION_MODELS, MODEL_COLORS, Label, model_color,
+    ABLATION_MODELS,
+    ALL_MODELS,
+    COMPARISON_MODELS,
+    DISPLAY,
+    EXTRA_ABLATION_MODELS,
+    MODEL_COLORS,
+    Label,
+    model_color,
 )
 from mtloca_lib.config.profiles import DEFAULT_PROFILE
 from mtloca_lib.config.registry import RunKey, parse_run_path, run_path
 from mtloca_lib.config.run_config import RunConfig, make_config
-from mtloca_lib.evaluation.runs import run_complete, run_status  # noqa: F401  (read by the notebooks)
 from mtloca_lib.evaluation.convergence import is_converged
+from mtloca_lib.evaluation.runs import run_complete, run_status  # noqa: F401  (read by the notebooks)
 from mtloca_lib.runio import REPO_ROOT, read_json
 from mtloca_lib.settings import VARIABLES, is_set, setting
 from mtloca_lib.training.cv import run_cv

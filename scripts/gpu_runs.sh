@@ -19,7 +19,7 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 stage=${1:?usage: gpu_runs.sh calibrate|cpu|paper}
 export PYTHONPATH=$PWD PYTHONUNBUFFERED=1 MTLOCA_CACHE=$PWD/.devcarry/mtloca
-DATA=/work/shared/data/BUSI/Dataset_BUSI_with_GT   # recorded in configs; not read here
+DATA=${MTLOCA_DATA:-../shared/data/BUSI/Dataset_BUSI_with_GT}   # recorded in configs as metadata; not read here
 PREP=$(ls .devcarry/mtloca/busi-128-*.npz | head -1)
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 WORKERS=${WORKERS:-12}

@@ -5,6 +5,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
+if ! "$PY" -c "import sys; sys.exit(sys.version_info < (3, 11))"; then
+    echo "[setup] $PY is Python $("$PY" -c 'import sys; print(sys.version.split()[0])'); the workflow (Snakemake 9) needs 3.11 or newer: set PYTHON=python3.11" >&2
+    exit 1
+fi
 VENV=${MTLOCA_VENV:-.venv}
 if [ ! -x "$VENV/bin/python" ]; then
     echo "[setup] creating virtual environment in $VENV"
@@ -23,7 +27,7 @@ echo "[setup] installing dependencies into $VENV (first time: a few minutes)"
 if ! "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     "$VENV/bin/python" -m pip install -q "torch==${MTLOCA_TORCH_VERSION:-2.13.0}"
 fi
-"$VENV/bin/python" -m pip install -q -e ".[notebooks,test]"
+"$VENV/bin/python" -m pip install -q -e ".[notebooks,test,workflow]"
 "$VENV/bin/python" -m ipykernel install --sys-prefix --name python3 >/dev/null
 echo "$want" > "$stamp"
 echo "[setup] done"

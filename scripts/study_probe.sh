@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 name=$1; shift
 data=${MTLOCA_DATA:-$(cd .. && pwd)/shared/data/BUSI/Dataset_BUSI_with_GT}
-[ -d "$data" ] || data=/work/shared/data/BUSI/Dataset_BUSI_with_GT
+[ -d "$data" ] || data=../shared/data/BUSI/Dataset_BUSI_with_GT
 mkdir -p runs/logs
 exec .venv/bin/python -m mtloca_lib train --model "${MODEL:-mtl_oca}" --profile cpu --dataset busi --data "$data" \
     --protocol grouped --run-dir "runs/busi/study/$name" \

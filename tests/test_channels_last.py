@@ -8,13 +8,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mtloca_lib.perf import benchmark as B
+from mtloca_lib.config.run_config import make_config
 from mtloca_lib.training.channels_last import (
     MIN_CHANNELS_LAST_FORWARD,
     ChannelsLastGroupNorm,
     _GroupNormChannelsLastFn,
     prepare_memory_format,
 )
+from mtloca_lib.training.loop import build_for_run
 
 CL = torch.channels_last
 
@@ -90,10 +91,10 @@ def test_prepare_memory_format_keeps_results_of_the_whole_model():
     Checked in float64, where only round-off remains (in float32 the OCA's softmax over
     pixels amplifies the different summation order of channels-last kernels to ~1e-4).
     """
-    cfg = B.make_config("mtl_oca", "smoke", {"size": 32})
+    cfg = make_config("mtl_oca", "smoke", {"size": 32})
     torch.manual_seed(0)
-    ref = B.build_for_run(cfg, 3).double()
-    fast = B.build_for_run(cfg, 3).double()
+    ref = build_for_run(cfg, 3).double()
+    fast = build_for_run(cfg, 3).double()
     fast.load_state_dict(ref.state_dict())
     fast = prepare_memory_format(fast, True, torch.device("cpu"))
     assert set(fast.state_dict()) == set(ref.state_dict())

@@ -56,10 +56,10 @@ def test_model_colours_are_one_per_model_and_used_in_figures():
     matplotlib.use("Agg")
     import matplotlib.colors as mcolors
 
-    from mtloca_lib.experiments import ALL_MODELS, DISPLAY, EXTRA_ABLATION_MODELS, MODEL_COLORS, model_color
+    from mtloca_lib.config.presets import DISPLAY, MODEL_COLORS, MODEL_PRESETS, model_color
     from mtloca_lib.report.segmentation import figure4
 
-    presets = ALL_MODELS + EXTRA_ABLATION_MODELS
+    presets = tuple(MODEL_PRESETS)  # every preset, the reference model (DynUNet) included
     assert set(MODEL_COLORS) == set(presets) == set(DISPLAY) and len(set(MODEL_COLORS.values())) == len(presets)
     for preset in presets:
         assert model_color(preset) == model_color(DISPLAY[preset]) == MODEL_COLORS[preset]

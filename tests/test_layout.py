@@ -334,3 +334,22 @@ def private_imports(root: Path = PKG) -> list[str]:
 
 def test_no_private_name_is_imported_across_modules():
     assert not private_imports(), "private names imported from another module:\n" + "\n".join(private_imports())
+
+
+def function_level_imports(root: Path = PKG) -> list[str]:
+    """Imports inside functions: a module's imports stand at its top, where a reader sees what it
+    depends on (``mtloca_lib/__init__.py``'s lazy re-exports are the one exception, so that
+    ``import mtloca_lib`` stays light)."""
+    bad = []
+    for module, path in modules(root).items():
+        if path == root / "__init__.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                bad += [f"{path.relative_to(root.parent)}:{sub.lineno}" for sub in ast.walk(node)
+                        if isinstance(sub, (ast.Import, ast.ImportFrom))]
+    return bad
+
+
+def test_imports_stand_at_the_top_of_modules():
+    assert not function_level_imports(), "imports inside functions:\n" + "\n".join(function_level_imports())

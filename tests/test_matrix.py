@@ -1,4 +1,4 @@
-"""Run matrices (`mtloca matrix`), training from a prepared-data file, folds merged from several processes."""
+"""`mtloca matrix` (a thin call of the workflow), training from a prepared-data file, folds merged from several processes."""
 from __future__ import annotations
 
 import json
@@ -13,7 +13,7 @@ from mtloca_lib.config.run_config import make_config
 from mtloca_lib.training.cv import run_cv
 from mtloca_lib.data.datasets import load_prepared, read_prepared_file
 from mtloca_lib.errors import DataError
-from mtloca_lib.training.matrix import fold_metrics_from_logs, plan_jobs
+from mtloca_lib.training.matrix import fold_metrics_from_logs, workflow_command
 from mtloca_lib.runio import git_commit
 
 
@@ -25,15 +25,29 @@ def cache(tmp_path, monkeypatch):
     return tmp_path / "cache"
 
 
-def test_plan_jobs_covers_the_product_and_rejects_unknown_names():
-    jobs = plan_jobs(["mtl_oca", "unet_st"], ["image", "grouped"], [0, 1], k=3, split_folds=True)
-    assert len(jobs) == 2 * 2 * 2 * 3
-    assert len({j.label for j in jobs}) == len(jobs)
-    assert plan_jobs(["mtl_oca"], ["image"], [0], k=5, split_folds=False)[0].fold is None
-    with pytest.raises(ValueError, match="unknown model"):
-        plan_jobs(["mtl_oka"], ["image"], [0], k=5, split_folds=False)
-    with pytest.raises(ValueError, match="unknown protocol"):
-        plan_jobs(["mtl_oca"], ["leaky"], [0], k=5, split_folds=False)
+def _matrix_args(*argv):
+    import argparse
+
+    from mtloca_lib.training.matrix import add_arguments
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    return p.parse_args(list(argv))
+
+
+def test_matrix_is_a_call_of_the_workflow_without_notebooks(tmp_path):
+    cmd = workflow_command(_matrix_args("--profile", "smoke", "--models", "unet_st", "--seeds", "0", "1",
+                                        "--workers", "2", "--threads", "1", "--run-root", str(tmp_path),
+                                        "--set", "epochs=1"))
+    assert cmd[1:3] == ["-m", "snakemake"] and "--cores" in cmd and cmd[cmd.index("--cores") + 1] == "2"
+    config = dict(item.split("=", 1) for item in cmd[cmd.index("--config") + 1:])
+    assert json.loads(config["notebooks"]) == [] and json.loads(config["seeds"]) == [0, 1]
+    assert json.loads(config["overrides"]) == {"epochs": 1}
+    assert json.loads(config["run_root"]) == str(tmp_path.resolve())
+    with pytest.raises(ValueError, match="one fold per job"):
+        workflow_command(_matrix_args("--replicas", "3"))
+    with pytest.raises(ValueError, match="prepares the data itself"):
+        workflow_command(_matrix_args("--prepared", "x.npz"))
 
 
 def test_read_prepared_file_roundtrip_and_errors(tmp_path, cache):
@@ -82,49 +96,31 @@ def test_folds_from_separate_calls_merge_into_one_identical_run(tmp_path, cache)
     assert json.loads((split / "config.json").read_text())["folds"] is None
 
 
-def test_matrix_command_runs_jobs_in_parallel_processes(tmp_path, cache, capsys):
+@pytest.mark.slow
+def test_matrix_command_trains_through_the_workflow(tmp_path, cache, capsys):
     rc = main(["matrix", "--profile", "smoke", "--models", "unet_st", "--protocols", "image", "--workers", "2",
-               "--split-folds", "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"),
-               "--set", "epochs=1"])
+               "--run-root", str(tmp_path / "runs"), "--set", "epochs=1"])
     out = capsys.readouterr().out
     assert rc == 0, out
     run = tmp_path / "runs" / "phantom" / "smoke" / "image" / "unet_st-seed0"
-    assert len(pd.read_csv(run / "fold_metrics.csv")) == 3
-    logged = fold_metrics_from_logs(tmp_path / "logs")
     stored = pd.read_csv(run / "fold_metrics.csv")
+    assert sorted(stored["fold"]) == [0, 1, 2]
+    assert "snakemake" in out
+    # each fold logged its line: the logs read back as the merged table says
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    for fold in range(3):
+        shutil.copy(run / f"fold{fold}" / "train.log", logs / f"unet_st-image-seed0-fold{fold}.log")
+    logged = fold_metrics_from_logs(logs)
     assert sorted(logged["fold"]) == [0, 1, 2]
     for _, row in logged.iterrows():
         assert row["dice"] == pytest.approx(stored.loc[stored["fold"] == row["fold"], "dice"].item(), abs=1e-4)
 
 
-def test_matrix_replicas_option(tmp_path, cache, capsys):
-    from mtloca_lib.training.matrix import resolve_replicas
-
-    assert resolve_replicas("auto", "cpu", 5, False) == 1
-    assert resolve_replicas("3", "cpu", 5, False) == 3
-    assert resolve_replicas("auto", "cpu", 5, True) == 1
-    with pytest.raises(ValueError, match="split-folds"):
-        resolve_replicas("2", "cpu", 5, True)
-    with pytest.raises(ValueError, match="auto"):
-        resolve_replicas("many", "cpu", 5, False)
-    rc = main(["matrix", "--profile", "smoke", "--models", "mtl_oca", "--protocols", "image", "--replicas", "3",
-               "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"),
-               "--set", "epochs=1", "--set", "amp=off"])
-    out = capsys.readouterr().out
-    assert rc == 0, out
-    run = tmp_path / "runs" / "phantom" / "smoke" / "image" / "mtl_oca-seed0"
-    assert len(pd.read_csv(run / "fold_metrics.csv")) == 3
-    manifest = json.loads((run / "manifest.json").read_text())
-    assert manifest["config"]["replicas"] == 3
-    assert any(f.get("trained_with_replicas", 1) > 1 for f in manifest["folds"].values())
-
-
 def test_matrix_reports_a_failing_job(tmp_path, cache, capsys):
     rc = main(["matrix", "--profile", "smoke", "--models", "unet_st", "--protocols", "image",
-               "--run-root", str(tmp_path / "runs"), "--log-dir", str(tmp_path / "logs"), "--set", "epochz=1"])
-    assert rc == 1
-    captured = capsys.readouterr()
-    assert "FAILED" in captured.out and "epochz" in captured.err
+               "--run-root", str(tmp_path / "runs"), "--set", "epochz=1"])
+    assert rc != 0
 
 
 def test_git_commit_prefers_the_callers_word(monkeypatch):

@@ -8,6 +8,7 @@ import torch
 from torch import nn
 
 from mtloca_lib.perf.flops import (
+    README_CONFIGS,
     TABLE_BEGIN,
     TABLE_CONFIGS,
     TABLE_END,
@@ -139,10 +140,14 @@ def test_bad_configs_raise_clear_errors(bad, match):
         build_model(bad)
 
 
-def test_the_table_covers_the_five_models_and_the_no_oca_twin():
+def test_the_table_covers_the_five_models_the_no_oca_twin_and_the_dynunet_reference():
     labels = sorted(ModelConfig.from_dict(cfg).label for cfg in TABLE_CONFIGS.values())
-    assert labels == ["mt_dunet", "mtl_oca/no_oca", "mtl_oca/no_oca_same_cls", "mtl_oca/oca_cls_from_mask",
+    assert labels == ["dynunet", "mt_dunet", "mtl_oca/no_oca", "mtl_oca/no_oca_same_cls", "mtl_oca/oca_cls_from_mask",
                       "mtl_oca/proposed", "unet_st"]
+    assert set(README_CONFIGS) == set(TABLE_CONFIGS) - {"dynunet"}
+    row = model_table({"dynunet": TABLE_CONFIGS["dynunet"]}, size=128).iloc[0]
+    filters = TABLE_CONFIGS["dynunet"]["filters"]
+    assert row["widths"] == "-".join(map(str, filters)) and row["bottleneck"] == filters[-1]
 
 
 # ---- Grad-CAM layer ---------------------------------------------------------------
@@ -220,7 +225,7 @@ def test_docs_table_is_current():
     assert to_markdown(model_table(size=128)) in DOC_PATH.read_text()
     from mtloca_lib.perf.flops import README_PATH
 
-    assert to_markdown(model_table(size=128)) in README_PATH.read_text(), "README's model table is stale"
+    assert to_markdown(model_table(README_CONFIGS, size=128)) in README_PATH.read_text(), "README's model table is stale"
 
 
 def test_no_oca_twin_differs_from_the_proposed_model_only_by_the_oca_module():

@@ -85,23 +85,17 @@ def test_reproduce_strips_udiat_images_even_when_asked_to_keep(tmp_path, monkeyp
                                           outputs=[nbformat.v4.new_output("display_data", data=png)])]
     nb.metadata["papermill"] = {"parameters": {"dataset": "busi", "udiat_root": "/somewhere/UDIAT"}}
 
-    def fake_run_all(params, only, out_dir):
-        assert params["udiat_root"] == "/somewhere/UDIAT"  # notebook 05 gets the UDIAT root
-        out = Path(out_dir) / "05_udiat.ipynb"
-        nbformat.write(nb, str(out))
-        return [out]
-
-    monkeypatch.setattr(reproduce, "run_all", fake_run_all)
-    reproduce.main(["--dataset", "busi", "--data-root", "/d", "--udiat-root", "/somewhere/UDIAT",
-                    "--data-images", "keep", "--out", str(tmp_path)])
-    out = nbformat.read(str(tmp_path / "05_udiat.ipynb"), as_version=4)
+    out_path = tmp_path / "05_udiat.ipynb"
+    nbformat.write(nb, str(out_path))
+    # what each notebook job of the workflow runs after papermill (python -m mtloca_lib.reproduce finish)
+    reproduce.finish_notebook(out_path, "busi", "/somewhere/UDIAT", "keep", False, "/d")
+    out = nbformat.read(str(out_path), as_version=4)
     assert _udiat_image_outputs(out, reproduce.UDIAT_IMAGE_CALLS) == 0  # UDIAT's figure: stripped
     assert any("image/png" in o.get("data", {}) for o in out.cells[1].outputs)  # BUSI's: kept, as asked
     # and with UDIAT in play the default is to strip every dataset figure
-    nbformat.write(nb, str(tmp_path / "05_udiat.ipynb"))
-    reproduce.main(["--dataset", "busi", "--data-root", "/d", "--udiat-root", "/somewhere/UDIAT",
-                    "--out", str(tmp_path)])
-    out = nbformat.read(str(tmp_path / "05_udiat.ipynb"), as_version=4)
+    nbformat.write(nb, str(out_path))
+    reproduce.finish_notebook(out_path, "busi", "/somewhere/UDIAT", "", False, "/d")
+    out = nbformat.read(str(out_path), as_version=4)
     assert _udiat_image_outputs(out, reproduce.DATA_IMAGE_CALLS) == 0
 
 

@@ -21,6 +21,12 @@ MODEL_PRESETS: dict[str, dict[str, Any]] = {
     "unet_st": {"arch": "unet_st"},
     "mt_dunet": {"arch": "mt_dunet"},
     "ablation_no_oca_same_cls": {"arch": "mtl_oca", "variant": "no_oca_same_cls"},
+    # A reference row, not one of the paper's models (issue 41): MONAI's DynUNet as nnU-Net plans it
+    # for 128 px (six stages, 3x3 kernels, strides 1-2-2-2-2-2), nnU-Net's deep supervision (H/2, H/4,
+    # H/8) and UNet (ST)'s detached probe on its bottleneck; nnU-Net's filters (32-64-128-256-512-512)
+    # from base 24 instead of 32, the widest tried that keeps a 5-fold run under twice MTL-OCA's cost
+    # on the CPU recipe (1.5x at one thread; nnU-Net's own 2.2x; docs/models.md).
+    "dynunet": {"arch": "dynunet", "filters": [24, 48, 96, 192, 384, 512], "deep_supervision": 3},
 }
 #: Model variants that take the profile's ``proposed_overrides`` (the classifier's source).
 SAME_CLS_VARIANTS = (None, "proposed", "no_oca_same_cls")
@@ -33,6 +39,7 @@ DISPLAY = {
     "ablation_no_oca": "(1) no OCA, cls from mask",
     "ablation_oca_cls_from_mask": "(2) OCA, cls from OCA mask",
     "ablation_no_oca_same_cls": "(1b) no OCA, cls as MTL-OCA",
+    "dynunet": "DynUNet (nnU-Net network)",
 }
 #: One colour per model in every figure (title text of its panels, its curves): matplotlib's
 #: tab10 colours, MTL-OCA in the first.
@@ -43,6 +50,7 @@ MODEL_COLORS = {
     "ablation_no_oca": "#9467bd",
     "ablation_oca_cls_from_mask": "#8c564b",
     "ablation_no_oca_same_cls": "#e377c2",
+    "dynunet": "#7f7f7f",
 }
 
 #: Models compared in Tables 2-5 and Figures 4-5, 7.

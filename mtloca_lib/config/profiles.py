@@ -16,6 +16,7 @@ never edited. ``tests/test_config.py`` checks that every profile is listed here:
 - ``cpu_light60``: ``cpu_light`` trained 60 epochs (the profile of record, :data:`DEFAULT_PROFILE`).
 - ``cpu_light80``: ``cpu_light`` trained 80 epochs.
 - ``cpu_light_dice``: ``cpu_light`` plus a soft Dice term.
+- ``cpu_light60_dice``: ``cpu_light60`` with nnU-Net's loss (Dice + cross-entropy), DynUNet's profile.
 - ``cpu20``: the first, undertrained CPU budget.
 - ``cpu20_on_cpu``: ``cpu20`` unchanged, its replays on a CPU.
 - ``paper``: the paper's schedule, meant for a GPU.
@@ -73,6 +74,13 @@ PROFILE_TABLE: dict[str, Profile] = {
     "cpu_light80": Profile("cpu_light", "cpu_light trained 80 epochs: the runs that did not converge at 60", {"epochs": 80}),
     "cpu_light_dice": Profile("cpu_light", "cpu_light plus a soft Dice term (departs from the paper's loss)", {
         "loss": {"alpha": 0.4, "dice_weight": 1.0},
+    }),
+    # nnU-Net's loss for the DynUNet reference (issue 41): soft Dice + cross-entropy, 1:1, on the final
+    # mask and each deep-supervision output, the outputs' weights 1, 1/2, 1/4, 1/8 normalised to sum 1.
+    # MTL-OCA under it is cpu_light_dice at 60 epochs (it has no deep-supervision outputs).
+    "cpu_light60_dice": Profile("cpu_light60", "cpu_light60 with nnU-Net's loss, soft Dice + cross-entropy 1:1, "
+                                "deep supervision weighted as nnU-Net's (the DynUNet reference; departs from the paper's loss)", {
+        "loss": {"alpha": 0.4, "dice_weight": 1.0, "ds_normalise": True},
     }),
     "cpu20": Profile(None, "the first, undertrained CPU budget: 20 epochs, constant rate, batch 16", {
         "size": 128, "epochs": 20, "k": 5, "batch_size": 16, "model_overrides": {"widths": [16, 32, 64]},

@@ -13,17 +13,19 @@ from __future__ import annotations
 import copy
 import dataclasses
 import hashlib
+import inspect
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from mtloca_lib.config.presets import MODEL_PRESETS, SAME_CLS_VARIANTS
 from mtloca_lib.config.profiles import DEFAULT_PROFILE, PROFILES
-import inspect
-import yaml
 from mtloca_lib.data.augment import augment_batch
 from mtloca_lib.data.preprocess import check_deriv_norm
+
 
 @dataclass
 class RunConfig:

@@ -30,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import importlib.util
 import inspect
+import io
 import json
 import os
 import warnings
@@ -38,11 +39,14 @@ from pathlib import Path
 import numpy as np
 
 from mtloca_lib.data import phantom as phantom_module
+from mtloca_lib.data.busi import read_busi
+from mtloca_lib.data.folder import read_folder
 from mtloca_lib.data.phantom import PHANTOM_VERSION, make_phantom
 from mtloca_lib.data.preprocess import DEFAULT_SIZE, PREPROCESS_VERSION, prepare
 from mtloca_lib.data.records import PreparedDataset, RawDataset
+from mtloca_lib.data.udiat import read_udiat
 from mtloca_lib.errors import DataError
-from mtloca_lib.runio import REPO_ROOT
+from mtloca_lib.runio import REPO_ROOT, atomic_write_bytes
 from mtloca_lib.settings import is_set, setting
 
 DATASET_NAMES = ("phantom", "busi", "udiat", "folder")
@@ -105,12 +109,9 @@ def load_raw(name: str | None = None, root=None, **kw) -> RawDataset:
     if name == "phantom":
         return make_phantom(**kw)
     if name == "busi":
-        from mtloca_lib.data.busi import read_busi
         return read_busi(root, **kw)
     if name == "folder":
-        from mtloca_lib.data.folder import read_folder
         return read_folder(root, **kw)
-    from mtloca_lib.data.udiat import read_udiat
     return read_udiat(root, **kw)
 
 
@@ -160,9 +161,6 @@ def cache_key(name: str | None = None, root=None, size: int = DEFAULT_SIZE, **kw
 
 def _atomic_write(path: Path, write) -> None:
     """Call write(file_object) on an in-memory buffer, then write it atomically (runio)."""
-    import io
-
-    from mtloca_lib.runio import atomic_write_bytes
 
     buf = io.BytesIO()
     write(buf)

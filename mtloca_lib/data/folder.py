@@ -29,11 +29,12 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from PIL import Image
 from tqdm.auto import tqdm
 
-from mtloca_lib.data.pixels import read_grey_png, union_mask
-from mtloca_lib.errors import DataError
+from mtloca_lib.data.pixels import DATASET_FIX, read_grey_png, union_mask
 from mtloca_lib.data.records import RawCase, RawDataset
+from mtloca_lib.errors import DataError
 
 IMAGE_DIR = "images"
 MASK_DIR = "masks"
@@ -206,8 +207,6 @@ def read_folder(root: Path | str, progress: bool | None = None, name: str = "fol
 
 def _read(path: Path, reader):
     """Run a BUSI-style reader, swapping its "fetch an intact copy" advice for this layout's fix."""
-    from mtloca_lib.data.pixels import DATASET_FIX
-
     try:
         return reader(path)
     except DataError as exc:
@@ -231,8 +230,6 @@ def write_folder(raw: RawDataset, root: Path | str) -> Path:
     Returns:
         The root folder.
     """
-    from PIL import Image
-
     root = Path(root)
     taken = [n for n in (IMAGE_DIR, MASK_DIR, LABELS) if (root / n).exists()]
     if taken:

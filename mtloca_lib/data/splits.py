@@ -19,6 +19,8 @@ May import: its own folder and the base modules; never a stage above it or besid
 """
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
@@ -228,7 +230,6 @@ def validation_split(labels, groups, fraction: float, seed: int = 0) -> np.ndarr
             out[groups == g] = True
         return out
     splitter = StratifiedGroupKFold(n_splits=n_splits, shuffle=True, random_state=seed)
-    import warnings
 
     with warnings.catch_warnings():  # a class with fewer members than n_splits only warns
         warnings.simplefilter("ignore", UserWarning)

@@ -14,16 +14,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
-from mtloca_lib.config.presets import DISPLAY
 from statsmodels.stats.multitest import multipletests
-from mtloca_lib.evaluation.convergence import convergence_table
-from mtloca_lib.evaluation.convergence import is_converged
-from mtloca_lib.evaluation.runs import bootstrap_summary
-from mtloca_lib.evaluation.runs import compare_runs
-from mtloca_lib.evaluation.runs import fold_metrics
 
+from mtloca_lib.config.presets import DISPLAY
+from mtloca_lib.evaluation.convergence import convergence_table, is_converged
+from mtloca_lib.evaluation.runs import bootstrap_summary, compare_runs, fold_metrics
 
 ALPHA = 0.05
 

@@ -18,11 +18,12 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from pathlib import Path
+
 import numpy as np
 import pandas as pd
+
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.runio import read_json
-
 
 RULE_METRIC = "val_dice"
 

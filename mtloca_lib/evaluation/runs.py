@@ -11,6 +11,8 @@ May import: its own folder, ``config``, ``data``, ``models`` and the base module
 """
 from __future__ import annotations
 
+import json
+import warnings
 from pathlib import Path
 from typing import Iterable
 
@@ -20,9 +22,6 @@ from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation import metrics as M
 from mtloca_lib.evaluation.stats import bootstrap_ci, fold_summary, paired_comparison
 from mtloca_lib.runio import read_json
-import json
-import warnings
-
 
 TABLE2_METRICS = ("dice", "iou", "dice_lesion", "iou_lesion", "hd95_lesion", "accuracy")
 

@@ -26,6 +26,7 @@ May import: its own folder, ``config``, ``data``, ``models`` and the base module
 from __future__ import annotations
 
 import itertools
+import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -38,7 +39,6 @@ from mtloca_lib.config.registry import RunKey, run_path
 from mtloca_lib.evaluation.convergence import convergence_status
 from mtloca_lib.evaluation.runs import compare_runs, run_complete
 from mtloca_lib.runio import read_json
-import warnings
 
 METRICS = ("dice", "dice_lesion", "accuracy")
 #: The model pairs compared over seeds: the paper's main claim, and Table 6's question (does OCA

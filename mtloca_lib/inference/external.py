@@ -39,15 +39,20 @@ import contextlib
 import os
 import shutil
 import time
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import torch
 
 from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.data.datasets import load_prepared
 from mtloca_lib.errors import DataError
+from mtloca_lib.evaluation import metrics as M
 from mtloca_lib.runio import environment_info, git_commit, read_json, write_csv, write_json
+from mtloca_lib.training.loop import build_for_run, evaluate_fold
 
 
 def parse_class_map(text: str | None) -> dict[str, str] | None:
@@ -135,8 +140,6 @@ def models_of_run(run_dir: Path, cfg: RunConfig, folds: str = "all") -> tuple[li
 
 def score_table(df: pd.DataFrame, model_classes, mapping: dict[str, str]) -> dict:
     """Segmentation and shared-class classification metrics of one model's per-image table."""
-    from mtloca_lib.evaluation import metrics as M
-
     out = {"n": int(len(df))}
     lesion = df["true_area"] > 0
     out["dice"] = float(df["dice"].mean())
@@ -192,11 +195,6 @@ def evaluate_external(
         DataError: not a run directory, no weights (or some fold's missing with ``folds="all"``),
             the output folder exists, no class maps.
     """
-    import torch
-
-    from mtloca_lib.data.datasets import load_prepared
-    from mtloca_lib.training.loop import build_for_run, evaluate_fold
-
     run_dir = Path(run_dir)
     if not (run_dir / "config.json").exists():
         raise DataError(f"{run_dir} is not a run directory (no config.json); run `mtloca train` first")
@@ -283,8 +281,6 @@ def evaluate_external(
 def _as_model_classes(data, model_classes):
     """The dataset with labels re-indexed into the model's class list (unmapped -> 0), so the
     evaluation writes the model's probability columns; true classes are restored afterwards."""
-    from dataclasses import replace
-
     return replace(data, class_names=tuple(model_classes), labels=np.zeros(len(data), dtype=np.int64))
 
 
@@ -310,8 +306,6 @@ def shift_appearance(raw, gamma: float = 1.6, gain: float = 0.8, speckle: float 
         speckle: standard deviation of the multiplicative noise.
         seed: seed of the noise.
     """
-    from dataclasses import replace
-
     rng = np.random.default_rng(seed)
     cases = []
     for case in raw.cases:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.lines import Line2D
 
-
 TRUTH_COLOR = "#00e000"
 
 

@@ -31,15 +31,17 @@ import tempfile
 import warnings
 from pathlib import Path
 
+import matplotlib
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from PIL import Image
 
-from mtloca_lib.data.pixels import grey_array, open_verified
 from mtloca_lib.config.run_config import RunConfig
-from mtloca_lib.errors import DataError
+from mtloca_lib.data.pixels import grey_array, open_verified
 from mtloca_lib.data.preprocess import resize_image
+from mtloca_lib.errors import DataError
 from mtloca_lib.inference.overlay import overlay_mask
 from mtloca_lib.runio import current_umask
 from mtloca_lib.training.loop import build_for_run, predict_arrays
@@ -179,10 +181,7 @@ def check_output_place(out_dir: Path, names: list[str]) -> Path:
 
 
 def _overlay_png(image: np.ndarray, mask: np.ndarray, title: str) -> bytes:
-    import matplotlib
-
     matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
 
     h, w = image.shape
     fig, ax = plt.subplots(figsize=(4, 4 * h / max(w, 1)))

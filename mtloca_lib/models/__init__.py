@@ -1,14 +1,17 @@
 """Models: the Res-UNet backbone, object contextual attention, the classification
-head, MTL-OCA (and its ablation variants), UNet (ST) and MT-DUNet.
+head, MTL-OCA (and its ablation variants), UNet (ST) and MT-DUNet; and the reference
+DynUNet (nnU-Net's network, MONAI's ``DynUNet``), which is not one of the paper's models.
 
 Every model's ``forward(x)`` returns a dict: "seg" (B, 2, H, W) final mask
 logits; "seg_soft" (B, 2, H, W) soft-object-region logits (OCA models only);
-"cls" (B, n_classes) logits (absent for a pure segmenter). ``model.gradcam_layer``
+"cls" (B, n_classes) logits (absent for a pure segmenter); with deep supervision
+"seg_ds1", "seg_ds2", ... (B, 2, H / 2**k, W / 2**k) (the DynUNet's in training mode
+only). ``model.gradcam_layer``
 names the module whose output is the classification head's input map;
 :func:`gradcam_module` returns it.
 
-Modules of this folder may import torch and each other only: never ``data``, ``engine`` or
-``report`` (a model knows nothing of datasets or training).
+Modules of this folder may import torch (and MONAI, for the DynUNet) and each other only:
+never ``data``, ``engine`` or ``report`` (a model knows nothing of datasets or training).
 
 May import: its own folder and the base modules; never a stage above it or beside it.
 """
@@ -18,6 +21,7 @@ from torch import nn
 
 from mtloca_lib.models.blocks import GlobalPool, GradientStop, group_count
 from mtloca_lib.models.build import ARCHS, ModelConfig, build_model
+from mtloca_lib.models.dynunet import NNUNET_FILTERS_128, DynUNetST, nnunet_plan_2d
 from mtloca_lib.models.heads import ClassificationHead
 from mtloca_lib.models.mt_dunet import MTDUNet
 from mtloca_lib.models.mtl_oca import MTLOCA, MTLOCA_VARIANTS
@@ -40,7 +44,7 @@ def gradcam_module(model: nn.Module) -> nn.Module:
 
 __all__ = [
     "ARCHS", "MTLOCA_VARIANTS", "ModelConfig", "build_model", "gradcam_module",
-    "MTLOCA", "UNetST", "MTDUNet", "ResUNet", "UNetBackbone", "ObjectContextualAttention",
+    "MTLOCA", "UNetST", "MTDUNet", "DynUNetST", "NNUNET_FILTERS_128", "nnunet_plan_2d", "ResUNet", "UNetBackbone", "ObjectContextualAttention",
     "RegionGather", "PixelRegionAttention", "ClassificationHead", "GlobalPool",
     "GradientStop", "group_count",
 ]

@@ -16,16 +16,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from torch import nn
 
 from mtloca_lib.models.blocks import POOL_MODES
+from mtloca_lib.models.dynunet import NNUNET_FILTERS_128, DynUNetST
 from mtloca_lib.models.mt_dunet import MTDUNet
-from mtloca_lib.models.mtl_oca import FEATURE_CLS_VARIANTS, MTLOCA_VARIANTS, MTLOCA
+from mtloca_lib.models.mtl_oca import FEATURE_CLS_VARIANTS, MTLOCA, MTLOCA_VARIANTS
 from mtloca_lib.models.unet import UNetST
 from mtloca_lib.models.weight_init import INIT_SCHEMES, initialise
 
 #: Allowed values of ``ModelConfig.arch``.
-ARCHS = ("mtl_oca", "unet_st", "mt_dunet")
+ARCHS = ("mtl_oca", "unet_st", "mt_dunet", "dynunet")
 
 
 @dataclass
@@ -33,8 +35,9 @@ class ModelConfig:
     """Everything needed to build one model.
 
     Args:
-        arch: "mtl_oca" (:class:`MTLOCA`), "unet_st" (:class:`UNetST`) or
-            "mt_dunet" (:class:`MTDUNet`).
+        arch: "mtl_oca" (:class:`MTLOCA`), "unet_st" (:class:`UNetST`),
+            "mt_dunet" (:class:`MTDUNet`) or "dynunet" (:class:`DynUNetST`, MONAI's DynUNet
+            as nnU-Net plans it: a reference model, not one of the paper's).
         variant: mtl_oca only: "proposed" (default), "no_oca" or
             "oca_cls_from_mask" (the paper's Table 6 configurations 3, 1, 2), or
             "no_oca_same_cls" (no OCA, classifier as the proposed model's; ours).
@@ -42,7 +45,8 @@ class ModelConfig:
         n_classes: classification outputs (3 for BUSI and the phantom, 2 for UDIAT).
         in_channels: 2 (image + Gaussian-derivative magnitude) or 1 (image only).
         widths: encoder widths per level, full resolution first; the input side
-            must be divisible by 2 ** len(widths) (8 for three levels).
+            must be divisible by 2 ** len(widths) (8 for three levels). Not read by
+            "dynunet" (its widths are ``filters``).
         bottleneck_width: width of the bottleneck (None: 2 * widths[-1]).
         gn_groups: maximum GroupNorm groups (a width that is not divisible gets
             its largest divisor below this).
@@ -57,13 +61,17 @@ class ModelConfig:
         key_channels: mtl_oca with OCA only: d of the pixel-region relation
             (None: widths[0]).
         dense_layers: mt_dunet only: layers per dense block.
-        cls_probe: unet_st only: attach the detached classification probe.
+        cls_probe: unet_st and dynunet only: attach the detached classification probe.
         up_conv: each decoder level applies a 3x3 convolution to the upsampled map
             before the skip concatenation (default True); False leaves it out, so the
             level's block reads the upsampled map and the skip directly.
         deep_supervision: the number of coarser decoder levels (H/2, H/4, ...) with a mask
             head of their own, whose outputs "seg_ds1", ... the loss supervises (nnU-Net's
-            deep supervision; not in the paper); 0 (default) adds none.
+            deep supervision; not in the paper); 0 (default) adds none. For "dynunet" the
+            outputs exist in training mode only (nnU-Net keeps 3: H/2, H/4, H/8).
+        filters: dynunet only: filters per stage, full resolution first (None: nnU-Net's own
+            for 128 px inputs, 32-64-128-256-512-512; input side a multiple of
+            2 ** (len(filters) - 1)).
         init: weight initialisation, "default" (PyTorch's per-layer defaults) or "kaiming"
             (He-normal, zero biases; :mod:`mtloca_lib.models.weight_init`).
     """
@@ -86,6 +94,7 @@ class ModelConfig:
     up_conv: bool = True
     deep_supervision: int = 0
     init: str = "default"
+    filters: tuple[int, ...] | None = None
 
     def __post_init__(self) -> None:
         self.widths = tuple(int(w) for w in self.widths)
@@ -101,6 +110,13 @@ class ModelConfig:
                 f"variant={self.variant!r} only applies to arch='mtl_oca' (got arch={self.arch!r}); "
                 "leave it out"
             )
+        if self.filters is not None:
+            self.filters = tuple(int(f) for f in self.filters)
+            if self.arch != "dynunet":
+                raise ValueError(f"filters={list(self.filters)} only applies to arch='dynunet' "
+                                 f"(got arch={self.arch!r}); use widths")
+            if len(self.filters) < 3 or min(self.filters) < 1:
+                raise ValueError(f"filters must be at least 3 positive integers, got {list(self.filters)}")
         if not self.widths or min(self.widths) < 1:
             raise ValueError(f"widths must be positive integers, got {self.widths}")
         positive = {"n_classes": self.n_classes, "in_channels": self.in_channels,
@@ -131,12 +147,23 @@ class ModelConfig:
         return (self.variant or "proposed") if self.arch == "mtl_oca" else None
 
     @property
+    def resolved_filters(self) -> tuple[int, ...] | None:
+        """dynunet: the filters built (nnU-Net's for 128 px when left out); None for other archs."""
+        if self.arch != "dynunet":
+            return None
+        return self.filters or NNUNET_FILTERS_128
+
+    @property
     def resolved_bottleneck_width(self) -> int:
+        if self.arch == "dynunet":
+            return self.resolved_filters[-1]
         return self.bottleneck_width or 2 * self.widths[-1]
 
     @property
     def input_multiple(self) -> int:
         """Input height and width must be multiples of this."""
+        if self.arch == "dynunet":
+            return 2 ** (len(self.resolved_filters) - 1)
         return 2 ** len(self.widths)
 
     @property
@@ -149,6 +176,8 @@ class ModelConfig:
         """Plain JSON/YAML-safe dict (widths as a list)."""
         d = dataclasses.asdict(self)
         d["widths"] = list(self.widths)
+        if self.filters is not None:
+            d["filters"] = list(self.filters)
         return d
 
     @classmethod
@@ -175,8 +204,6 @@ class ModelConfig:
         """Read a config from a .json or .yaml/.yml file."""
         text = Path(path).read_text()
         if str(path).endswith((".yaml", ".yml")):
-            import yaml
-
             return cls.from_dict(yaml.safe_load(text) or {})
         return cls.from_dict(json.loads(text))
 
@@ -193,13 +220,21 @@ def build_model(config: ModelConfig | dict[str, Any]) -> nn.Module:
         classification head reads, and ``model.config`` is the ModelConfig.
     """
     cfg = config if isinstance(config, ModelConfig) else ModelConfig.from_dict(config)
+    if cfg.arch == "dynunet":
+        model: nn.Module = DynUNetST(in_channels=cfg.in_channels, n_classes=cfg.n_classes,
+                                     filters=cfg.resolved_filters, deep_supervision=cfg.deep_supervision,
+                                     cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout,
+                                     cls_probe=cfg.cls_probe)
+        initialise(model, cfg.init)
+        model.config = cfg
+        return model
     common = dict(in_channels=cfg.in_channels, n_classes=cfg.n_classes, widths=cfg.widths,
                   bottleneck_width=cfg.resolved_bottleneck_width,
                   gn_groups=-cfg.gn_channels if cfg.gn_channels else cfg.gn_groups,
                   cls_pool=cfg.cls_pool, cls_hidden=cfg.cls_hidden, dropout=cfg.dropout,
                   up_conv=cfg.up_conv, deep_supervision=cfg.deep_supervision)
     if cfg.arch == "mtl_oca":
-        model: nn.Module = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
+        model = MTLOCA(variant=cfg.resolved_variant, key_channels=cfg.key_channels,
                                   cls_source=cfg.cls_source, **common)
     elif cfg.arch == "unet_st":
         model = UNetST(cls_probe=cfg.cls_probe, **common)

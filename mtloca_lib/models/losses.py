@@ -16,6 +16,9 @@ still the paper's kind of loss, but a weighting it does not state, off by defaul
   coarser decoder levels' masks "seg_ds1" (H/2), "seg_ds2" (H/4), ... against the mask
   downsampled to their size, each with the final mask's loss (cross-entropy, plus the
   Dice term when ``dice_weight`` > 0), weighted 1/2, 1/4, ... and added to the total.
+  With ``ds_normalise`` (off by default) the mask terms' total is divided by the weights' sum
+  ``1 + 1/2 + 1/4 + ...``, so the mask outputs' weights sum to 1 as nnU-Net's do (its weights
+  for k = 3 levels: 0.533, 0.267, 0.133, 0.067); the logged "seg_ds" stays the undivided sum.
 
 For the imbalance the paper's discussion mentions, the classification term can
 use class weights and/or a focal loss (Lin et al., ICCV 2017); both are off by
@@ -95,6 +98,12 @@ def soft_dice_loss(logits: torch.Tensor, target: torch.Tensor, eps: float = 1.0)
     return 1.0 - (2.0 * inter + eps) / (prob.sum() + t.sum() + eps)
 
 
+def deep_supervision_weight_sum(outputs: Mapping[str, torch.Tensor]) -> float:
+    """``1 + sum_k 2**-k`` over the deep-supervision outputs "seg_ds{k}" in ``outputs``: the sum of
+    the mask outputs' weights (the final mask's 1 included) that ``ds_normalise`` divides by."""
+    return 1.0 + sum(0.5 ** int(k[6:]) for k in outputs if k.startswith("seg_ds"))
+
+
 def _mask_target(masks: torch.Tensor) -> torch.Tensor:
     """(B, H, W) or (B, 1, H, W) masks in {0, 1} (bool, int or float) -> (B, H, W) long."""
     if masks.dim() == 4:
@@ -121,6 +130,9 @@ class MultiTaskLoss(nn.Module):
         lesion_weight: class weight of lesion pixels (background: 1) in the cross-entropy
             of both mask terms; 1 (default) is the paper's unweighted loss. PyTorch's
             weighted mean (divided by the summed pixel weights) keeps the scale.
+        ds_normalise: with deep-supervision outputs ("seg_ds1", ...), divide the final mask's
+            terms plus "seg_ds" by ``1 + sum_k 2**-k`` (nnU-Net's normalised weights); False
+            (default) adds them undivided. No effect on outputs without "seg_ds" keys.
 
     Args (forward):
         outputs: the model's dict: "seg" (B, 2, H, W), optionally "seg_soft"
@@ -135,8 +147,10 @@ class MultiTaskLoss(nn.Module):
 
     def __init__(self, alpha: float = 0.4, cls_weight: float = 1.0,
                  class_weights: Sequence[float] | torch.Tensor | None = None,
-                 focal_gamma: float = 0.0, dice_weight: float = 0.0, lesion_weight: float = 1.0):
+                 focal_gamma: float = 0.0, dice_weight: float = 0.0, lesion_weight: float = 1.0,
+                 ds_normalise: bool = False):
         super().__init__()
+        self.ds_normalise = bool(ds_normalise)
         if lesion_weight <= 0:
             raise ValueError(f"lesion_weight must be > 0, got {lesion_weight}")
         self.lesion_weight = float(lesion_weight)
@@ -197,9 +211,11 @@ class MultiTaskLoss(nn.Module):
         total = terms["seg"]
         if "seg_dice" in terms:
             total = total + self.dice_weight * terms["seg_dice"]
+        if "seg_ds" in terms and self.ds_normalise:  # nnU-Net: the mask outputs' weights sum to 1
+            total = (total + terms["seg_ds"]) / deep_supervision_weight_sum(outputs)
         if "seg_soft" in terms:
             total = total + self.alpha * terms["seg_soft"]
-        if "seg_ds" in terms:
+        if "seg_ds" in terms and not self.ds_normalise:
             total = total + terms["seg_ds"]
         if "cls" in terms:
             total = total + self.cls_weight * terms["cls"]
@@ -215,4 +231,5 @@ class MultiTaskLoss(nn.Module):
     def extra_repr(self) -> str:
         return (f"alpha={self.alpha}, cls_weight={self.cls_weight}, "
                 f"focal_gamma={self.focal_gamma}, class_weights={self.class_weights}, "
-                f"dice_weight={self.dice_weight}, lesion_weight={self.lesion_weight}")
+                f"dice_weight={self.dice_weight}, lesion_weight={self.lesion_weight}"
+                + (", ds_normalise=True" if self.ds_normalise else ""))

@@ -4,9 +4,9 @@
 process and one run:
 
 - the machine's matrix-multiply peak in fp32 and bf16 (square ``torch.mm``);
-- training throughput (images/s) of MTL-OCA, UNet (ST) and MT-DUNet in the
-  ``cpu`` profile (128x128, batch 16) on two paths, timed in interleaved rounds
-  so that a change in machine load hits both alike:
+- training throughput (images/s) of MTL-OCA, UNet (ST), MT-DUNet and DynUNet (nnU-Net's
+  network, the reference model) in the ``cpu`` profile (128x128, batch 16) on two paths,
+  timed in interleaved rounds so that a change in machine load hits both alike:
 
   - ``plain``: fp32, eager, standard (NCHW) layout;
   - ``fast``: what the engine does by default on this device
@@ -29,6 +29,13 @@ Every row carries the 1-minute load average at its end. It writes
 settings) into ``--out`` (``benchmark_quick.*`` with ``--quick``, the tiny
 sizes the tests use).
 
+``python -m mtloca_lib.perf.benchmark --dynunet-widths`` runs DynUNet's width study instead
+(:mod:`mtloca_lib.perf.dynunet_widths`): training images/s of MTL-OCA and of DynUNet at several filter widths,
+each on its own CPU recipe (profiles ``cpu_light60`` and ``cpu_light60_dice``, batch 8), at one and
+two torch threads, every trainer timed in every round; the cost of a 5-fold run relative to
+MTL-OCA's is the ratio of their rates (same epochs, same data). Written to ``dynunet_widths.csv`` /
+``dynunet_widths.md``.
+
 ``python -m mtloca_lib.perf.benchmark --convergence`` runs the convergence check
 instead: a short cross-validation run of the plain path and of the fast path
 (and of the plain path with another seed, the noise reference) on the phantom,
@@ -44,7 +51,7 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict
 from pathlib import Path
 from typing import Callable
 
@@ -53,25 +60,29 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from mtloca_lib.config.run_config import make_config
-from mtloca_lib.models.losses import MultiTaskLoss
+from mtloca_lib.perf.benchmark_convergence import convergence
+from mtloca_lib.perf.benchmark_output import COLUMNS, print_table, write_results
+from mtloca_lib.perf.benchmark_pipeline import detector_row, pipeline_rows
+from mtloca_lib.perf.benchmark_replicas import replica_rows
+from mtloca_lib.perf.dynunet_widths import WIDTH_BASES, dynunet_widths, write_widths
+from mtloca_lib.perf.roofline import cuda_peak_mib, cuda_peak_reset, interleaved, load1, matmul_peak, rss_peak_mib
+from mtloca_lib.perf.steps import (
+    FULL,
+    ONE_THREAD_MODELS,
+    QUICK,
+    BenchSizes,
+    bench_config,
+    engine_paths,
+    make_trainer,
+    train_step_flops,
+)
 from mtloca_lib.runio import environment_info, git_commit
 from mtloca_lib.training.loop import (
-    autocast_dtype,
     build_for_run,
     prepare_memory_format,
     select_device,
-    train_step,
-    use_channels_last,
 )
-
-from mtloca_lib.perf.benchmark_convergence import convergence
-from mtloca_lib.perf.benchmark_output import COLUMNS, load_str, print_table, write_results
-from mtloca_lib.perf.benchmark_pipeline import detector_row, pipeline_rows
-from mtloca_lib.perf.benchmark_replicas import replica_rows
-from mtloca_lib.perf.roofline import cuda_peak_mib, cuda_peak_reset, interleaved, load1, matmul_peak, rss_peak_mib, sync
-from mtloca_lib.perf.steps import (
-    BENCH_MODELS, FULL, QUICK, BenchSizes, PathSpec, engine_paths, make_batch, make_trainer, train_step_flops,
-)
+from mtloca_lib.training.replicas import replica_mapping
 
 #: Where ``mtloca benchmark`` writes its tables unless told otherwise.
 DEFAULT_OUT = Path("docs/benchmark_results")
@@ -126,7 +137,7 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
     # 2. training
     train_rates: dict[str, dict[str, float]] = {}
     for model_name in sizes.models:
-        cfg = make_config(model_name, sizes.profile, {"size": sizes.size, "batch_size": sizes.batch})
+        cfg = bench_config(model_name, sizes)
         gflop = train_step_flops(cfg, dev, sizes.batch) / 1e9
         fns, peaks_mem = {}, {}
         specs = {"plain": plain, "fast": fast}
@@ -138,7 +149,7 @@ def run_benchmark(quick: bool = False, device: str = "auto", sizes: BenchSizes |
             peaks_mem[name] = cuda_peak_mib(dev)
             fns[name] = (lambda s=step: [s() for _ in range(sizes.steps_per_round)])
         before = {}
-        if sizes.one_thread and model_name == "mtl_oca" and dev.type == "cpu" and default_threads > 1:
+        if sizes.one_thread and model_name in ONE_THREAD_MODELS and dev.type == "cpu" and default_threads > 1:
             for name in ("plain", "fast"):  # the same trainers, at one torch thread
                 fns[f"{name}_1thread"] = fns[name]
                 specs[f"{name}_1thread"] = specs[name]
@@ -239,8 +250,6 @@ def summarise(df: pd.DataFrame, device: torch.device | None = None) -> dict:
 
     ``device`` (default CPU) picks the replica row of the device's own mapping.
     """
-    from mtloca_lib.training.replicas import replica_mapping
-
     s: dict = {}
     tr = df[df.section == "train"]
     for model, g in tr.groupby("model", sort=False):
@@ -284,6 +293,15 @@ def main(args=None) -> int:
     quick = bool(getattr(args, "quick", False))
     out = Path(getattr(args, "out", None) or DEFAULT_OUT)
     device = getattr(args, "device", "auto") or "auto"
+    if getattr(args, "dynunet_widths", False):
+        df, meta = dynunet_widths(bases=tuple(getattr(args, "bases", None) or WIDTH_BASES),
+                                  threads=tuple(getattr(args, "threads", None) or (1, 2)),
+                                  rounds=getattr(args, "rounds", 7) or 7,
+                                  log=lambda s: print(s, file=sys.stderr, flush=True))
+        paths = write_widths(df, meta, out)
+        print(df.to_string(index=False))
+        print("wrote " + ", ".join(str(p) for p in paths.values()))
+        return 0
     if getattr(args, "convergence", False):
         df = convergence(profile="smoke" if quick else getattr(args, "profile", "demo"),
                          epochs=getattr(args, "epochs", None), folds=getattr(args, "folds", None), out=out)
@@ -305,6 +323,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ... (default: %(default)s)")
     p.add_argument("--convergence", action="store_true",
                    help="run the plain-vs-fast convergence check instead (minutes)")
+    p.add_argument("--dynunet-widths", action="store_true",
+                   help="run DynUNet's width study against MTL-OCA's cost instead (minutes)")
+    p.add_argument("--rounds", type=int, default=7, help="interleaved rounds of the width study (default: %(default)s)")
+    p.add_argument("--bases", type=int, nargs="+", default=list(WIDTH_BASES),
+                   help="base filters of the width study (default: %(default)s)")
+    p.add_argument("--threads", type=int, nargs="+", default=[1, 2],
+                   help="torch thread counts of the width study (default: %(default)s)")
     p.add_argument("--profile", default="demo", help="profile of the convergence check (default: %(default)s)")
     p.add_argument("--epochs", type=int, default=None, help="epochs of the convergence check (default: the profile's)")
     p.add_argument("--folds", type=int, nargs="*", default=None, help="folds of the convergence check (default: all)")

@@ -8,16 +8,17 @@ May import: its own folder, ``training``, ``evaluation``, ``config``, ``data``, 
 """
 from __future__ import annotations
 
-from mtloca_lib.perf.benchmark_output import fmt, load_str
-from mtloca_lib.perf.roofline import load1
-
 import os
 import tempfile
 import time
 from pathlib import Path
 from typing import Callable
+
 import pandas as pd
+
 from mtloca_lib.config.run_config import make_config
+from mtloca_lib.perf.benchmark_output import fmt, load_str
+from mtloca_lib.perf.roofline import load1
 from mtloca_lib.runio import atomic_write_text, environment_info, write_csv
 from mtloca_lib.training.cv import run_cv
 

@@ -14,14 +14,13 @@ from typing import Callable
 
 import torch
 
+from mtloca_lib.data.augment import augment_then_input
+from mtloca_lib.data.datasets import load_prepared, load_raw
+from mtloca_lib.data.duplicates import find_near_duplicates
+from mtloca_lib.hardware import fast_matmul_dtype
 from mtloca_lib.perf.benchmark_output import COLUMNS
 from mtloca_lib.perf.roofline import interleaved, load1, rss_peak_mib
 from mtloca_lib.perf.steps import BenchSizes
-from mtloca_lib.data.augment import augment_then_input
-from mtloca_lib.data.datasets import load_prepared
-from mtloca_lib.data.datasets import load_raw
-from mtloca_lib.data.duplicates import find_near_duplicates
-from mtloca_lib.hardware import fast_matmul_dtype
 
 
 def detector_row(sizes: BenchSizes, log: Callable[[str], None]) -> dict:

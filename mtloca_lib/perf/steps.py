@@ -1,7 +1,8 @@
 """What one timed training step is: the benchmark's sizes, the execution paths, a fixed batch, a trainer.
 
 :class:`BenchSizes` says what a benchmark run measures (``FULL`` and the tests' ``QUICK``);
-:class:`PathSpec` is an execution path (autocast dtype, memory format); :func:`make_trainer` is
+:class:`PathSpec` is an execution path (autocast dtype, memory format); :func:`bench_config` the
+run config timed for a preset (a DynUNet fitted to the benchmark's size); :func:`make_trainer` is
 a closure doing one engine training step on a path; :func:`train_step_flops` counts its FLOPs.
 The benchmark's row builders (``benchmark``, ``benchmark_pipeline``, ``benchmark_replicas``) all
 start from these.
@@ -16,11 +17,18 @@ from typing import Callable
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
+from mtloca_lib.config.run_config import RunConfig, make_config
+from mtloca_lib.models.build import ModelConfig
+from mtloca_lib.models.dynunet import nnunet_plan_2d
 from mtloca_lib.models.losses import MultiTaskLoss
 from mtloca_lib.training.loop import autocast_dtype, build_for_run, prepare_memory_format, train_step, use_channels_last
 
-#: The models timed for training (keys of ``config.MODEL_PRESETS``).
-BENCH_MODELS = ("mtl_oca", "unet_st", "mt_dunet")
+#: The models timed for training (keys of ``config.MODEL_PRESETS``); ``dynunet`` is the
+#: nnU-Net reference, not one of the paper's models.
+BENCH_MODELS = ("mtl_oca", "unet_st", "mt_dunet", "dynunet")
+#: The models whose paths are also timed at one torch thread (``BenchSizes.one_thread``): MTL-OCA,
+#: and DynUNet, whose cost is weighed against MTL-OCA's (the project's CPU runs use one thread).
+ONE_THREAD_MODELS = ("mtl_oca", "dynunet")
 
 
 @dataclass
@@ -39,7 +47,7 @@ class BenchSizes:
     pipeline_batches: int = 20  # per round and thread setting
     phantom_kwargs: dict = field(default_factory=dict)
     models: tuple[str, ...] = BENCH_MODELS
-    one_thread: bool = True  # also time MTL-OCA's paths at one torch thread
+    one_thread: bool = True  # also time the paths of ONE_THREAD_MODELS at one torch thread
     detector_per_class: tuple[int, int, int] = (20, 50, 30)  # phantom images for the detector row
     replicas: int = 3  # folds in one vmapped step for the replica rows (0: no replica rows)
 
@@ -70,6 +78,23 @@ def engine_paths(device: torch.device) -> tuple[PathSpec, PathSpec]:
     amp = autocast_dtype("auto", device)
     return (PathSpec("plain", None, False),
             PathSpec("fast", amp, use_channels_last("auto", device, amp)))
+
+
+def bench_config(model: str, sizes: BenchSizes) -> RunConfig:
+    """The run config timed for the preset ``model``: ``sizes.profile`` at ``sizes.size`` and ``sizes.batch``.
+
+    A DynUNet keeps as many of its stages as nnU-Net's planner gives that size
+    (:func:`~mtloca_lib.models.dynunet.nnunet_plan_2d`: all six at 128 px; the quick run's 32 px
+    keeps four, whose bottleneck is 4x4 rather than a 1x1 map InstanceNorm cannot train on).
+    """
+    cfg = make_config(model, sizes.profile, {"size": sizes.size, "batch_size": sizes.batch})
+    if cfg.model.get("arch") == "dynunet":
+        filters = ModelConfig.from_dict(cfg.model).resolved_filters
+        stages = len(nnunet_plan_2d(sizes.size).strides)
+        if stages < len(filters):
+            cfg.model["filters"] = list(filters[:stages])
+            cfg.model["deep_supervision"] = min(int(cfg.model.get("deep_supervision", 0)), stages - 2)
+    return cfg
 
 
 def make_batch(cfg, batch: int, device: torch.device, seed: int = 0):

@@ -14,17 +14,19 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-# what notebook 06 calls from elsewhere, re-exported so it imports from here only
-from mtloca_lib.evaluation.comparisons import holm, paired_tests  # noqa: F401
-from mtloca_lib.report.reproduction_report import describe_test  # noqa: F401
-
 from pathlib import Path
 from typing import Mapping
+
 import numpy as np
 import pandas as pd
-from mtloca_lib.experiments import DISPLAY
+
 from mtloca_lib.config.profiles import proposed_cls_source
+
+# what notebook 06 calls from elsewhere, re-exported so it imports from here only
+from mtloca_lib.evaluation.comparisons import holm, paired_tests  # noqa: F401
 from mtloca_lib.evaluation.stats import fold_summary
+from mtloca_lib.experiments import DISPLAY
+from mtloca_lib.report.reproduction_report import describe_test  # noqa: F401
 
 
 def _f1(tp: int, fp: int, fn: int) -> float:

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping
+
 import matplotlib.pyplot as plt
 import pandas as pd
 from matplotlib.figure import Figure
-from mtloca_lib.report import common as plotting
-from mtloca_lib.experiments import DISPLAY, model_color
+
 from mtloca_lib.evaluation.runs import classification_table
+from mtloca_lib.experiments import DISPLAY, model_color
+from mtloca_lib.report import common as plotting
 
 
 def classification_results(runs: Mapping[str, Path]) -> dict[str, dict]:

@@ -20,16 +20,22 @@ from typing import Callable, Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
+import tabulate
 from matplotlib.figure import Figure
 
-from mtloca_lib.inference.overlay import (  # re-exported: the drawing primitives predict also uses
-    PRED_COLOR, TRUTH_COLOR, draw_contour, image2d, as_numpy, show_image, overlay_heatmap, overlay_mask,
-)
 from mtloca_lib.config.profiles import PROFILES
 from mtloca_lib.experiments import REPO, NotebookParams
-import tabulate
+from mtloca_lib.inference.overlay import (  # re-exported: the drawing primitives predict also uses
+    PRED_COLOR,
+    TRUTH_COLOR,
+    as_numpy,
+    draw_contour,
+    image2d,
+    overlay_heatmap,
+    overlay_mask,
+    show_image,
+)
 from mtloca_lib.runio import atomic_write_text
-
 
 _METADATA = {
     "png": {"Software": None},

@@ -9,16 +9,21 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-from mtloca_lib.evaluation.convergence import convergence_table  # noqa: F401  (re-exported for notebook 08)
-
-from mtloca_lib.experiments import model_color
-from mtloca_lib.evaluation.convergence import RISING, convergence_status, epoch_reaching, load_histories, mean_curve
-
 import math
 from collections.abc import Mapping
 from pathlib import Path
+
 import matplotlib.pyplot as plt
 
+from mtloca_lib.evaluation.convergence import (
+    RISING,
+    convergence_status,
+    convergence_table,  # noqa: F401  (re-exported for notebook 08)
+    epoch_reaching,
+    load_histories,
+    mean_curve,
+)
+from mtloca_lib.experiments import model_color
 
 CURVE_PANELS = (
     ("val_dice", "validation Dice (all images)"),

@@ -12,21 +12,24 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-# what notebook 00 calls from the data stage, re-exported so it imports from here only
-from mtloca_lib.data.datasets import load_prepared, load_raw  # noqa: F401
-from mtloca_lib.data.duplicates import group_table  # noqa: F401
-from mtloca_lib.data.preprocess import DEFAULT_SIGMA  # noqa: F401
-from mtloca_lib.data.summary import data_summary  # noqa: F401
-
 from typing import Mapping, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
+
+# what notebook 00 calls from the data stage, re-exported so it imports from here only
+from mtloca_lib.data.datasets import load_prepared, load_raw  # noqa: F401
+from mtloca_lib.data.duplicates import group_table  # noqa: F401
+from mtloca_lib.data.preprocess import (
+    DEFAULT_SIGMA,  # noqa: F401
+    make_input,
+)
+from mtloca_lib.data.summary import data_summary  # noqa: F401
 from mtloca_lib.inference import overlay as plotting_overlay
-from mtloca_lib.data.preprocess import make_input
 from mtloca_lib.training import protocol
 
 

@@ -18,22 +18,22 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
-
-from mtloca_lib.experiments import DISPLAY, NotebookParams
-from mtloca_lib.inference.external import evaluate_external, load_external, shift_appearance
 from scipy.stats import bootstrap
 from sklearn.metrics import roc_auc_score
-import matplotlib.pyplot as plt
-import shutil
+
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.datasets import default_cache_dir
 from mtloca_lib.data.folder import write_folder
 from mtloca_lib.data.phantom import make_phantom
 from mtloca_lib.evaluation.stats import bootstrap_ci
+from mtloca_lib.experiments import DISPLAY, NotebookParams
+from mtloca_lib.inference.external import evaluate_external, load_external, shift_appearance
 from mtloca_lib.runio import read_json
 
 SHARED = ("benign", "malignant")

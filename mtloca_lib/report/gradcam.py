@@ -31,12 +31,12 @@ import torch
 from matplotlib.figure import Figure
 from scipy import ndimage
 
-from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.experiments import DISPLAY, model_color
-from mtloca_lib.runio import read_json
+from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.inference.gradcam import grad_cam
 from mtloca_lib.inference.predict import load_weights
+from mtloca_lib.runio import read_json
 from mtloca_lib.training.cv import load_data
 from mtloca_lib.training.loop import network_inputs
 

@@ -12,24 +12,33 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-# what notebook 07 calls from the engine, re-exported so it imports from here only
-from mtloca_lib.evaluation.comparisons import (  # noqa: F401
-    bootstrap_table, convergence_by_run, model_numbers, paired_tests, protocol_tests,
-)
-from mtloca_lib.evaluation.seeds import (  # noqa: F401
-    SEED_PAIRS, compare_seeds, describe, same_model_tests, seed_level_test, seed_table,
-)
-
-from mtloca_lib.evaluation.comparisons import ALPHA, holm
-
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import numpy as np
 import pandas as pd
+
+# what notebook 07 calls from the engine, re-exported so it imports from here only
+from mtloca_lib.evaluation.comparisons import (  # noqa: F401
+    ALPHA,
+    bootstrap_table,
+    convergence_by_run,
+    holm,
+    model_numbers,
+    paired_tests,
+    protocol_tests,
+)
+from mtloca_lib.evaluation.seeds import (  # noqa: F401
+    SEED_PAIRS,
+    compare_seeds,
+    describe,
+    same_model_tests,
+    seed_level_test,
+    seed_table,
+)
 from mtloca_lib.experiments import DISPLAY
 from mtloca_lib.report.common import save_table
 from mtloca_lib.runio import atomic_write_text
-
 
 REFERENCE = pd.DataFrame(
     [

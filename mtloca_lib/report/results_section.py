@@ -31,7 +31,12 @@ from mtloca_lib.evaluation.comparisons import holm, paired_tests
 from mtloca_lib.evaluation.convergence import is_converged
 from mtloca_lib.evaluation.runs import run_complete, run_status
 from mtloca_lib.experiments import (
-    EXTENDED_PROFILES, PROFILE_OF_RECORD, extended_label, extended_run, is_extended, run_of_record,
+    EXTENDED_PROFILES,
+    PROFILE_OF_RECORD,
+    extended_label,
+    extended_run,
+    is_extended,
+    run_of_record,
 )
 from mtloca_lib.report.ablation import classifier_source_caveat
 from mtloca_lib.report.busi_runs import PROTOCOL_NAMES, busi_run, device, machine, mean_std, verdict

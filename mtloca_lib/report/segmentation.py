@@ -12,18 +12,19 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
-from mtloca_lib.inference import overlay as plotting_overlay
-from mtloca_lib.experiments import DISPLAY, model_color
+
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.evaluation.runs import TABLE2_METRICS, run_summary
+from mtloca_lib.experiments import DISPLAY, model_color
+from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.runio import read_json
-from mtloca_lib.training.cv import load_data
-from mtloca_lib.training.cv import load_pred_masks
+from mtloca_lib.training.cv import load_data, load_pred_masks
 
 
 def comparison_table(runs: Mapping[str, Path], metrics=None) -> pd.DataFrame:

@@ -8,14 +8,17 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-# what notebook 01 calls from the engine, re-exported so it imports from here only
-from mtloca_lib.experiments import train_runs  # noqa: F401
+import pandas as pd
+
 from mtloca_lib.evaluation.runs import run_summary  # noqa: F401
 
+# what notebook 01 calls from the engine, re-exported so it imports from here only
+from mtloca_lib.experiments import (
+    DISPLAY,
+    NotebookParams,
+    train_runs,  # noqa: F401
+)
 from mtloca_lib.report.common import display_path
-
-import pandas as pd
-from mtloca_lib.experiments import DISPLAY, NotebookParams
 
 
 def runs_table(runs: pd.DataFrame, params: NotebookParams) -> pd.DataFrame:

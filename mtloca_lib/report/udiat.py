@@ -11,22 +11,25 @@ May import: its own folder, ``experiments``, ``perf``, ``inference``, ``training
 """
 from __future__ import annotations
 
-# notebook 05 lays out Tables 4-5 as Tables 2-3: the same functions, re-exported
-from mtloca_lib.report.classification import (  # noqa: F401
-    classification_results, overall_table, per_class_table,
-)
-from mtloca_lib.report.segmentation import comparison_table, dice_by_case, pick_cases  # noqa: F401
-
 from pathlib import Path
 from typing import Mapping, Sequence
+
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 from matplotlib.figure import Figure
+
+from mtloca_lib.experiments import DISPLAY
 from mtloca_lib.inference import overlay as plotting_overlay
 from mtloca_lib.report import common as plotting
-from mtloca_lib.experiments import DISPLAY
-from mtloca_lib.report.segmentation import case_arrays
+
+# notebook 05 lays out Tables 4-5 as Tables 2-3: the same functions, re-exported
+from mtloca_lib.report.classification import (  # noqa: F401
+    classification_results,
+    overall_table,
+    per_class_table,
+)
+from mtloca_lib.report.segmentation import case_arrays, comparison_table, dice_by_case, pick_cases  # noqa: F401
 from mtloca_lib.training.cv import load_pred_masks
 
 

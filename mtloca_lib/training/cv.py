@@ -37,11 +37,14 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
+from tqdm.auto import tqdm
 
-from mtloca_lib.evaluation import metrics as M
 from mtloca_lib.config.run_config import RunConfig
+from mtloca_lib.data.datasets import load_prepared
 from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.data.splits import validation_split
 from mtloca_lib.errors import DataError
+from mtloca_lib.evaluation import metrics as M
 from mtloca_lib.runio import (
     atomic_write_bytes,
     exclusive_lock,
@@ -50,7 +53,6 @@ from mtloca_lib.runio import (
     write_csv,
     write_json,
 )
-from mtloca_lib.training.manifest import run_header, save_model
 from mtloca_lib.training.identity import (  # noqa: F401  (RunBusy, TrainingInterrupted: callers import them from here)
     RunBusy,
     RunConfigMismatch,
@@ -66,18 +68,17 @@ from mtloca_lib.training.identity import (  # noqa: F401  (RunBusy, TrainingInte
     validate_run,
 )
 from mtloca_lib.training.loop import evaluate_fold, interactive, select_device, train_fold
+from mtloca_lib.training.manifest import run_header, save_model
+from mtloca_lib.training.protocol import assign_folds
+from mtloca_lib.training.replicas import ReplicaJob, group_by_steps, train_replicas
 
 
 def load_data(cfg: RunConfig) -> PreparedDataset:
-    from mtloca_lib.data.datasets import load_prepared
-
     return load_prepared(cfg.dataset, cfg.data_root, size=cfg.size, **cfg.dataset_kwargs)
 
 
 def fold_table(cfg: RunConfig, data: PreparedDataset) -> pd.DataFrame:
     """Fold assignment for the run's protocol: case_id, label, group, fold."""
-    from mtloca_lib.training.protocol import assign_folds
-
     return assign_folds(cfg, data)
 
 
@@ -96,8 +97,6 @@ def split_train_val(cfg: RunConfig, folds: pd.DataFrame, fold: int) -> tuple[np.
     The validation part depends on the split seed and the fold only, so every model
     compared on a split sees the same one.
     """
-    from mtloca_lib.data.splits import validation_split
-
     train_idx = np.flatnonzero(folds["fold"].to_numpy() != fold)
     if not cfg.val_fraction:
         return train_idx, train_idx[:0]
@@ -239,14 +238,10 @@ def run_cv(
 def _train_folds(cfg, data, run_dir: Path, todo, plans, folds, device: str, record, log, stop_after_epochs) -> None:
     """Train the folds ``todo`` (grouped into replicas when the config asks) and write their results."""
     if cfg.replicas > 1:
-        from mtloca_lib.training.replicas import group_by_steps
-
         groups = group_by_steps(cfg, {f: len(plans[f][0]) for f in todo}, cfg.replicas)
     else:
         groups = [[f] for f in todo]
     if interactive():
-        from tqdm.auto import tqdm
-
         groups = tqdm(groups, desc=f"{cfg.name} folds", unit="group" if cfg.replicas > 1 else "fold")
     manifest_path = run_dir / "manifest.json"
     for group in groups:
@@ -260,8 +255,6 @@ def _train_folds(cfg, data, run_dir: Path, todo, plans, folds, device: str, reco
                     fdir.mkdir(parents=True, exist_ok=True)
                     write_csv(fdir / "val_cases.csv", folds.iloc[val_idx][["case_id", "label", "group"]])
             if len(group) > 1:
-                from mtloca_lib.training.replicas import ReplicaJob, train_replicas
-
                 jobs = [ReplicaJob(f, plans[f][0], plans[f][1], run_dir / f"fold{f}" / "checkpoint.pt")
                         for f in group]
                 trained = train_replicas(cfg, data, jobs, log=log, stop_after_epochs=stop_after_epochs)

@@ -41,7 +41,6 @@ from mtloca_lib.data.records import PreparedDataset
 from mtloca_lib.data.splits import validation_split
 from mtloca_lib.runio import read_json, write_csv, write_json
 from mtloca_lib.training.cv import fold_table, load_data
-from mtloca_lib.training.manifest import run_header, save_model
 from mtloca_lib.training.identity import (
     TrainingInterrupted,
     check_run,
@@ -54,6 +53,7 @@ from mtloca_lib.training.identity import (
     validate_run,
 )
 from mtloca_lib.training.loop import select_device, train_fold
+from mtloca_lib.training.manifest import run_header, save_model
 
 
 def is_final_run(run_dir: str | Path) -> bool:

@@ -28,20 +28,28 @@ from pathlib import Path
 from typing import Callable
 
 import numpy as np
+import pandas as pd
 import torch
+from tqdm.auto import tqdm
 
-from mtloca_lib.evaluation import metrics as M
-from mtloca_lib.data.augment import augment_then_input
-from mtloca_lib.training.channels_last import prepare_memory_format
-from mtloca_lib.training.execution import (  # noqa: F401  (select_device: callers import it from here too)
-    autocast_dtype, compile_mode, full_precision, interactive, seed_everything, select_device, use_channels_last,
-)
 from mtloca_lib.config.run_config import RunConfig
-from mtloca_lib.models.losses import MultiTaskLoss
-from mtloca_lib.models.build import ModelConfig, build_model
+from mtloca_lib.data.augment import augment_then_input
 from mtloca_lib.data.preprocess import make_input
 from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.evaluation import metrics as M
+from mtloca_lib.models.build import ModelConfig, build_model
+from mtloca_lib.models.losses import MultiTaskLoss, inverse_frequency_weights
 from mtloca_lib.runio import atomic_torch_save
+from mtloca_lib.training.channels_last import prepare_memory_format
+from mtloca_lib.training.execution import (  # noqa: F401  (select_device: callers import it from here too)
+    autocast_dtype,
+    compile_mode,
+    full_precision,
+    interactive,
+    seed_everything,
+    select_device,
+    use_channels_last,
+)
 
 
 class StopRequested(RuntimeError):
@@ -205,7 +213,6 @@ def prepare_fold(cfg: RunConfig, data: PreparedDataset, train_index, val_index, 
     optim = torch.optim.Adam(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     loss_kw = dict(cfg.loss)
     if loss_kw.get("class_weights") == "balanced":  # inverse class frequency of this training part
-        from mtloca_lib.models.losses import inverse_frequency_weights
 
         loss_kw["class_weights"] = inverse_frequency_weights(data.labels[np.asarray(train_index)],
                                                              len(data.class_names))
@@ -335,8 +342,6 @@ def train_fold(
     epochs = range(start_epoch, cfg.epochs)
     bar = None
     if interactive():
-        from tqdm.auto import tqdm
-
         bar = tqdm(epochs, desc=f"fold {fold}", unit="epoch", leave=False)
         epochs = bar
     done_here = 0
@@ -405,8 +410,6 @@ def evaluate_fold(model, cfg: RunConfig, data: PreparedDataset, test_index, fold
     pred_class, dice, iou, hd95, true_area, pred_area (pixels at network size),
     lesion_area_native.
     """
-    import pandas as pd
-
     test_index = np.asarray(test_index)
     images, truth = data.images[test_index], data.masks[test_index]
     pred_masks, probs = predict_arrays(model, images, cfg)
