@@ -48,8 +48,8 @@ from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.datasets import load_raw
 from mtloca_lib.data.phantom import make_phantom
 from mtloca_lib.evaluation.seeds import SEED_PAIRS
-from mtloca_lib.runio import REPO_ROOT
-from mtloca_lib.training.jobs import benchmark_rates, cpu_model, data_key, fold_seconds
+from mtloca_lib.runio import REPO_ROOT, cpu_model
+from mtloca_lib.training.jobs import benchmark_rates, data_key, fold_seconds
 
 REPO = REPO_ROOT
 WORKFLOW = REPO / "workflow"

@@ -29,7 +29,7 @@ from pathlib import Path
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.datasets import default_cache_dir, hash_folder, load_prepared, load_raw
 from mtloca_lib.evaluation.convergence import convergence_status
-from mtloca_lib.runio import REPO_ROOT, read_json, write_json
+from mtloca_lib.runio import REPO_ROOT, cpu_model, read_json, write_json
 from mtloca_lib.training.cv import check_run_config, collect, run_cv, run_lock
 
 #: Training images per second at 128 px on one job, measured on a 2-core Intel Xeon (AMX) with
@@ -65,17 +65,6 @@ def data_key(dataset: str, root: str | Path | None, reference: str | None) -> st
     if not fingerprint or (reference and fingerprint == reference):
         return ""
     return fingerprint[:12]
-
-
-def cpu_model() -> str:
-    """This machine's processor as ``lscpu`` names it ("" when unknown)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return ""
 
 
 def benchmark_rates(results: Path = REPO_ROOT / "docs" / "benchmark_results") -> dict[str, float]:
