@@ -282,8 +282,8 @@ def _minutes(seconds: float) -> str:
 def snakemake_command(cores: int, config_files=(), config_items=(), extra=()) -> list[str]:
     cmd = [sys.executable, "-m", "snakemake", "--snakefile", str(WORKFLOW / "Snakefile"),
            "--directory", str(REPO), "--cores", str(cores), "--rerun-incomplete"]
-    for f in config_files:
-        cmd += ["--configfile", str(f)]
+    if config_files:  # one flag for all: Snakemake keeps only the last of repeated --configfile flags
+        cmd += ["--configfile", *(str(f) for f in config_files)]
     if config_items:
         cmd += ["--config", *config_items]
     return cmd + list(extra)

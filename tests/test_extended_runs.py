@@ -74,6 +74,9 @@ def test_with_extended_puts_the_longer_run_beside_and_pairs_it(tmp_path):
     assert ex.model_color(label) == ex.model_color("unet_st")
     assert ex.model_color("UNet (ST), 80 epochs") is None  # a plain string is not parsed
     assert ex.model_color(ex.extended_label("ablation_oca_cls_from_mask", longer)) == ex.model_color("ablation_oca_cls_from_mask")
+    # keyed by display names, as notebook 08 keys its runs: the longer run keeps the model's colour
+    shown = ex.with_extended({"image": {"UNet (ST)": short, "MTL-OCA": mtl}})
+    assert [ex.model_color(k) for k in shown["image"]] == [ex.model_color("unet_st")] * 2 + [ex.model_color("mtl_oca")]
 
 
 def _committed_image_runs(tmp_path: Path) -> Path:

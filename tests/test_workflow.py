@@ -222,3 +222,14 @@ def test_sigkill_midway_then_rerun_gives_the_same_outputs(tmp_path):
     assert_same_outputs(whole / "runs", killed / "runs")
     retrained = len(re.findall(r"^\s*(?:local)?rule train_fold:", rerun.stdout + rerun.stderr, re.M))
     assert retrained <= 9 - finished + 2, (retrained, finished)  # at most the folds killed mid-way
+
+
+def test_the_front_passes_every_config_file_to_snakemake():
+    """Snakemake keeps only the last of repeated ``--configfile`` flags: the front passes all its
+    files after one flag, so Snakemake plans what the front printed."""
+    from mtloca_lib.reproduce import snakemake_command
+
+    cmd = snakemake_command(2, ["a.yaml", "b.yaml"], ["x=1"])
+    assert cmd.count("--configfile") == 1
+    i = cmd.index("--configfile")
+    assert cmd[i + 1:i + 3] == ["a.yaml", "b.yaml"]

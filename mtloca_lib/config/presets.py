@@ -85,8 +85,8 @@ def display_name(model: str) -> str:
 def model_color(name: str, default: str | None = None) -> str | None:
     """The figure colour of a model by preset name, display name or :class:`Label`; ``default`` for
     anything else (e.g. "image", "ground truth")."""
-    if isinstance(name, Label):
-        return MODEL_COLORS.get(name.model, default)
+    if isinstance(name, Label):  # the model it was made from: a preset key or a display name
+        return model_color(name.model, default)
     if name in MODEL_COLORS:
         return MODEL_COLORS[name]
     preset = next((p for p, shown in DISPLAY.items() if shown == name), None)

@@ -29,7 +29,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.data.pixels import read_grey_png, union_mask
 from mtloca_lib.data.records import RawCase, RawDataset

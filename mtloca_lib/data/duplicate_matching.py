@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 from scipy import ndimage
-from tqdm.auto import tqdm
+from tqdm import tqdm
 from mtloca_lib.hardware import fast_matmul_dtype
 
 

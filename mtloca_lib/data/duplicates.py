@@ -32,7 +32,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.data.duplicate_matching import (  # noqa: F401  (the pieces live there; re-exported)
     WORK_SIZE,

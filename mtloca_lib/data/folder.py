@@ -30,7 +30,7 @@ import csv
 from pathlib import Path
 
 from PIL import Image
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.data.pixels import DATASET_FIX, read_grey_png, union_mask
 from mtloca_lib.data.records import RawCase, RawDataset

@@ -22,7 +22,7 @@ import re
 from pathlib import Path
 
 import openpyxl
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.data.pixels import read_grey_png, union_mask
 from mtloca_lib.errors import DataError

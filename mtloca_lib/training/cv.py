@@ -37,7 +37,7 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.datasets import load_prepared

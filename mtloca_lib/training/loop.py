@@ -30,7 +30,7 @@ from typing import Callable
 import numpy as np
 import pandas as pd
 import torch
-from tqdm.auto import tqdm
+from tqdm import tqdm
 
 from mtloca_lib.config.run_config import RunConfig
 from mtloca_lib.data.augment import augment_then_input
