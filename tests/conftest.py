@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
 import torch
+
+from mtloca_lib.errors import DataError
 from mtloca_lib.runio import REPO_ROOT
 
 REPO = REPO_ROOT
@@ -31,3 +34,28 @@ def _few_threads():
     # 2-core machine, tests run in two xdist workers: one torch thread each.
     torch.set_num_threads(1)
     yield
+
+
+#: An instruction in an error message: what the user is told to do.
+ACTION = re.compile(r"\b(add|put|point|replace|rename|remove|restore|use|correct|keep|check|delete|save|"
+                    r"write|invert|merge)\b", re.IGNORECASE)
+
+
+def raises_naming(func, *names: str) -> DataError:
+    """Call func, expect DataError whose message contains every name and an instruction."""
+    with pytest.raises(DataError) as info:
+        func()
+    message = str(info.value)
+    for name in names:
+        assert name in message, f"{name!r} not in: {message}"
+    assert ACTION.search(message), f"no instruction in: {message}"
+    return info.value
+
+
+@pytest.fixture()
+def cache(tmp_path, monkeypatch):
+    """A fresh prepared-data cache, and no dataset configured through the environment."""
+    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
+    monkeypatch.delenv("MTLOCA_DATASET", raising=False)
+    monkeypatch.delenv("MTLOCA_DATA", raising=False)
+    return tmp_path / "cache"

@@ -4,32 +4,20 @@ All fixtures are small synthetic PNGs / workbooks written into tmp_path.
 """
 from __future__ import annotations
 
-import re
 from pathlib import Path
 
 import numpy as np
 import openpyxl
 import pytest
+from conftest import raises_naming
 from PIL import Image, ImageFile
 
 from mtloca_lib.data.busi import read_busi
-from mtloca_lib.errors import DataError
 from mtloca_lib.data.udiat import read_udiat
 
 H, W = 8, 10
-ACTION = re.compile(r"\b(add|put|point|replace|rename|remove|restore|use|correct|keep|check|delete|save|write)\b",
-                    re.IGNORECASE)
 
 
-def raises_naming(func, *names: str) -> DataError:
-    """Call func, expect DataError whose message contains every name and an instruction."""
-    with pytest.raises(DataError) as info:
-        func()
-    message = str(info.value)
-    for name in names:
-        assert name in message, f"{name!r} not in: {message}"
-    assert ACTION.search(message), f"no instruction in: {message}"
-    return info.value
 
 
 def png(path: Path, shape=(H, W), value: int = 0) -> Path:

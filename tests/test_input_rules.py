@@ -5,7 +5,6 @@ Before these rules, the encodings marked "was:" read silently wrong.
 """
 from __future__ import annotations
 
-import re
 import struct
 import zlib
 from pathlib import Path
@@ -13,18 +12,17 @@ from pathlib import Path
 import numpy as np
 import openpyxl
 import pytest
+from conftest import raises_naming
 from PIL import Image
 
 from mtloca_lib.data import splits
 from mtloca_lib.data.busi import read_busi
-from mtloca_lib.data.pixels import read_grey_png, read_mask_png
 from mtloca_lib.data.folder import read_folder
+from mtloca_lib.data.pixels import read_grey_png, read_mask_png
 from mtloca_lib.data.udiat import read_udiat
 from mtloca_lib.errors import DataError
 
 H, W = 20, 24
-ACTION = re.compile(r"\b(add|put|point|replace|rename|remove|restore|use|correct|keep|check|delete|save|"
-                    r"write|invert|merge)\b", re.IGNORECASE)
 
 
 @pytest.fixture
@@ -34,15 +32,6 @@ def lesion() -> np.ndarray:
     return m
 
 
-def raises_naming(func, *names: str) -> DataError:
-    """Call func, expect DataError whose message contains every name and an instruction."""
-    with pytest.raises(DataError) as info:
-        func()
-    message = str(info.value)
-    for name in names:
-        assert name in message, f"{name!r} not in: {message}"
-    assert ACTION.search(message), f"no instruction in: {message}"
-    return info.value
 
 
 def write_png16(path: Path, arr: np.ndarray, colour_type: int) -> Path:

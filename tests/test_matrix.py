@@ -10,19 +10,11 @@ import pytest
 
 from mtloca_lib.cli import main
 from mtloca_lib.config.run_config import make_config
-from mtloca_lib.training.cv import run_cv
 from mtloca_lib.data.datasets import load_prepared, read_prepared_file
 from mtloca_lib.errors import DataError
-from mtloca_lib.training.matrix import fold_metrics_from_logs, workflow_command
 from mtloca_lib.runio import git_commit
-
-
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MTLOCA_DATASET", raising=False)
-    monkeypatch.delenv("MTLOCA_DATA", raising=False)
-    return tmp_path / "cache"
+from mtloca_lib.training.cv import run_cv
+from mtloca_lib.training.matrix import fold_metrics_from_logs, workflow_command
 
 
 def _matrix_args(*argv):

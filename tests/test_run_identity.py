@@ -22,21 +22,15 @@ from mtloca_lib.config.run_config import RunConfig, make_config
 from mtloca_lib.data.folder import write_folder
 from mtloca_lib.data.phantom import make_phantom
 from mtloca_lib.data.records import PreparedDataset
+from mtloca_lib.runio import REPO_ROOT, current_umask
 from mtloca_lib.training.cv import RunConfigMismatch, TrainingInterrupted, run_cv
 from mtloca_lib.training.identity import check_run, check_run_config, check_run_data, check_run_settings
 from mtloca_lib.training.loop import StopRequested
-from mtloca_lib.runio import REPO_ROOT, current_umask
 
 REPO = REPO_ROOT
 QUIET = {"log": lambda s: None}
 
 
-@pytest.fixture()
-def cache(tmp_path, monkeypatch):
-    monkeypatch.setenv("MTLOCA_CACHE", str(tmp_path / "cache"))
-    monkeypatch.delenv("MTLOCA_DATASET", raising=False)
-    monkeypatch.delenv("MTLOCA_DATA", raising=False)
-    return tmp_path / "cache"
 
 
 def folder_data(root: Path, seed: int = 0) -> Path:
